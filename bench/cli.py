@@ -1,0 +1,92 @@
+"""The `kdbench` command line: run an experiment, rebuild a report, inspect registries."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdbench", description="Knowledge-distillation benchmarks for NLG on Ray")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment spec (default: the built-in 'default' preset)")
+    run.add_argument("spec", nargs="?", help="path to a spec YAML (omit to use --preset)")
+    run.add_argument("--preset", default=None, help="built-in spec: default (≈15 min on 2 CPUs) or smoke (≈2 min)")
+    run.add_argument("--address", default=None, help="connect to an existing Ray cluster (e.g. auto or HOST:PORT)")
+    run.add_argument("--run-dir", type=Path, default=None, help="run directory (an existing one resumes: finished trials are kept)")
+    run.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")
+    run.add_argument("--artifacts-dir", default=None, help="shared artifact store (overrides storage.artifacts_dir)")
+    run.add_argument("--verbose", action="store_true", help="show Ray's own logs")
+
+    rep = sub.add_parser("report", help="(re)build the report of one or more run directories")
+    rep.add_argument("run_dirs", nargs="+", type=Path)
+    rep.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/report)")
+
+    val = sub.add_parser("validate", help="check a spec without running anything")
+    val.add_argument("spec", nargs="?")
+    val.add_argument("--preset", default=None)
+
+    sub.add_parser("list", help="list built-in tasks, methods and presets")
+    return p
+
+
+def _load(args):
+    from bench.spec import SpecError, load_preset, load_spec
+
+    if args.spec and args.preset:
+        raise SpecError("give either a spec file or --preset, not both")
+    spec = load_spec(args.spec) if args.spec else load_preset(args.preset or "default")
+    storage = {}
+    if getattr(args, "runs_dir", None):
+        storage["runs_dir"] = args.runs_dir
+    if getattr(args, "artifacts_dir", None):
+        storage["artifacts_dir"] = args.artifacts_dir
+    if storage:
+        spec = spec.model_copy(update={"storage": spec.storage.model_copy(update=storage)})
+    return spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bench.environment import quiet_ray_env
+
+    quiet_ray_env(verbose=getattr(args, "verbose", False))  # before anything imports ray
+    from bench.spec import SpecError
+
+    try:
+        if args.command == "run":
+            from bench.runner import run
+
+            run(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose)
+        elif args.command == "validate":
+            spec = _load(args)
+            print(f"spec {spec.name!r} is valid: {len(spec.tasks)} task(s), {len(spec.ratios)} ratio(s), "
+                  f"{len(spec.methods)} method(s), {len(spec.seeds)} seed(s)")
+        elif args.command == "report":
+            from reports import build_report
+
+            for d in args.run_dirs:
+                if not d.is_dir():
+                    raise SpecError(f"run directory not found: {d}")
+            print(f"report: {build_report(args.run_dirs, args.out)}")
+        elif args.command == "list":
+            from bench.distill.methods import METHODS
+            from bench.spec import PRESETS
+            from tasks import get_task, task_names
+
+            print("tasks:")
+            for name in task_names():
+                print(f"  {name:16s} {get_task(name).description}")
+            print("methods:")
+            for m in METHODS.values():
+                print(f"  {m.name:16s} {m.description}")
+            print("presets:", ", ".join(PRESETS))
+    except SpecError as err:
+        print(f"kdbench: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Distillation: a KD method is data sources × loss terms (see `methods`)."""

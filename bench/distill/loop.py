@@ -1,0 +1,111 @@
+"""The distillation loop: draw a mixed batch from the sources, score it with weighted loss
+terms, step. The same loop trains the teacher (one gold source, cross-entropy)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Callable
+
+import torch
+
+from bench.distill.losses import IGNORE_INDEX
+from bench.distill.streams import Stream, split_batch
+from bench.generation import generate_ids, labels_from_targets, pad_batch
+from bench.spec import TrainSpec
+
+
+def unwrap(model):
+    """The bare model behind a DDP wrapper (for generation and saving)."""
+    return getattr(model, "module", model)
+
+
+def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:
+    dec = labels.new_full(labels.shape, pad_id)
+    dec[:, 1:] = labels[:, :-1].masked_fill(labels[:, :-1].eq(IGNORE_INDEX), pad_id)
+    dec[:, 0] = start_id
+    return dec
+
+
+def lr_lambda(spec: TrainSpec) -> Callable[[int], float]:
+    """Linear warm-up, then linear decay to 10% of the peak."""
+
+    def f(step: int) -> float:
+        if step < spec.warmup_steps:
+            return (step + 1) / spec.warmup_steps
+        progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+        return max(0.1, 1.0 - 0.9 * progress)
+
+    return f
+
+
+def train(
+    model,
+    streams: list[Stream],
+    loss_terms: list[tuple[torch.nn.Module, float]],
+    spec: TrainSpec,
+    *,
+    pad_id: int,
+    eos_id: int,
+    start_id: int,
+    max_target: int,
+    device,
+    teacher=None,
+    autocast_dtype: torch.dtype | None = None,
+    log: Callable[[dict], None] | None = None,
+    log_every: int = 50,
+) -> dict:
+    """Run `spec.steps` optimisation steps; returns training statistics (costs, last loss)."""
+    needs_teacher = any(getattr(term, "needs_teacher", False) for term, _ in loss_terms)
+    if needs_teacher and teacher is None:
+        raise ValueError("a loss term needs the teacher's logits but no teacher was given")
+    counts = split_batch(spec.batch_size, [s.source.weight for s in streams])
+    optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(spec))
+    amp = (torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype)
+           if autocast_dtype else contextlib.nullcontext())
+    stats = {"steps": 0, "target_tokens": 0, "teacher_forwards": 0, "student_generated_tokens": 0}
+    start, running = time.perf_counter(), []
+    model.train()
+    for step in range(spec.steps):
+        sources, targets = [], []
+        for stream, n in zip(streams, counts):
+            examples = stream.take(n)
+            if stream.targets is None:  # student pseudo-targets from the current weights
+                with amp:
+                    written = generate_ids(unwrap(model), [x for x, _ in examples], pad_id=pad_id,
+                                           eos_id=eos_id, max_new_tokens=max_target, batch_size=n,
+                                           device=device)
+                examples = [(x, w[0]) for (x, _), w in zip(examples, written)]
+                stats["student_generated_tokens"] += sum(len(w[0]) + 1 for w in written)
+            sources += [x for x, _ in examples]
+            targets += [y for _, y in examples]
+        input_ids, mask = pad_batch(sources, pad_id, device)
+        labels = labels_from_targets(targets, eos_id, max_target, device)
+        dec_in = shift_right(labels, start_id, pad_id)
+        teacher_logits = None
+        with amp:
+            if needs_teacher:
+                with torch.inference_mode():
+                    teacher_logits = teacher(input_ids=input_ids, attention_mask=mask,
+                                             decoder_input_ids=dec_in).logits
+                teacher_logits = teacher_logits.clone()  # leave inference mode for autograd
+                stats["teacher_forwards"] += len(sources)
+            logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
+            loss = sum(w * term(logits, labels, teacher_logits) for term, w in loss_terms)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        optim.step()
+        sched.step()
+        stats["steps"] += 1
+        stats["target_tokens"] += int(labels.ne(IGNORE_INDEX).sum())
+        running.append(loss.item())
+        if log and ((step + 1) % log_every == 0 or step + 1 == spec.steps):
+            log({"step": step + 1, "loss": sum(running) / len(running), "lr": sched.get_last_lr()[0]})
+            running = []
+    stats["train_seconds"] = time.perf_counter() - start
+    stats["final_loss"] = running[-1] if running else None
+    return stats

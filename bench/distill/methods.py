@@ -1,0 +1,104 @@
+"""KD methods as compositions: where the targets come from × which losses train on them.
+
+A data source says which inputs it draws (labeled and/or unlabeled) and who writes their
+targets: the gold references, the teacher's stored pseudo-targets (PTs), or the current
+student, generating on the fly. Its weight is its share of each batch. A method is a named
+preset of sources and weighted loss terms; adding one is one entry in `METHODS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.distill.losses import CrossEntropy, ForwardKL
+
+TargetOrigin = Literal["gold", "teacher_pt", "student_pt"]
+InputSplit = Literal["labeled", "unlabeled"]
+
+
+@dataclass(frozen=True)
+class Source:
+    origin: TargetOrigin
+    inputs: tuple[InputSplit, ...] = ("labeled",)
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if self.origin == "gold" and self.inputs != ("labeled",):
+            raise ValueError("gold targets exist only for the labeled split")
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    kind: Literal["ce", "word_kl"]
+    weight: float = 1.0
+    temperature: float = 1.0
+
+    def build(self, label_smoothing: float = 0.0):
+        if self.kind == "ce":
+            return CrossEntropy(label_smoothing)
+        return ForwardKL(self.temperature)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    sources: tuple[Source, ...]
+    losses: tuple[LossTerm, ...]
+
+    @property
+    def needs_teacher_model(self) -> bool:
+        """Whether the teacher must be loaded during training (for its logits)."""
+        return any(term.kind == "word_kl" for term in self.losses)
+
+    @property
+    def needs_teacher_pts(self) -> bool:
+        return any(s.origin == "teacher_pt" for s in self.sources)
+
+
+BOTH = ("labeled", "unlabeled")
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "ft",
+            "Fine-tuning baseline: cross-entropy on the labeled split's gold targets.",
+            (Source("gold"),),
+            (LossTerm("ce"),),
+        ),
+        Method(
+            "word_kd",
+            "Word-level (logits) KD on the labeled split (Kim & Rush 2016): the student "
+            "matches the teacher's next-token distribution along gold prefixes.",
+            (Source("gold"),),
+            (LossTerm("word_kl"),),
+        ),
+        Method(
+            "seq_kd",
+            "Sequence-level KD with pseudo-targets (Kim & Rush 2016; Calderon et al. 2023 "
+            "realistic setup): cross-entropy on one teacher beam PT for every labeled and "
+            "unlabeled input.",
+            (Source("teacher_pt", BOTH),),
+            (LossTerm("ce"),),
+        ),
+        Method(
+            "joint_teaching",
+            "Joint-Teaching (Calderon et al. 2023): word-level KD on PTs written half by the "
+            "teacher and half by the current student (generated on the fly), for labeled and "
+            "unlabeled inputs; the student-PT half fights exposure bias.",
+            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5)),
+            (LossTerm("word_kl"),),
+        ),
+    )
+}
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,78 @@
+"""Data sources turned into endless streams of (source ids, target ids) examples.
+
+Each stream reshuffles every epoch with its own seeded RNG. With K stored pseudo-targets per
+input, epoch e uses PT number e mod K (rotation visits every PT). Student-PT streams carry
+inputs only; the training loop writes their targets with the current student.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from bench.distill.methods import Method, Source
+
+
+@dataclass
+class Stream:
+    source: Source
+    inputs: list[list[int]]
+    targets: list[list[list[int]]] | None  # per input, its candidate targets; None: student writes them
+    seed: int
+    epoch: int = 0
+    _order: list[int] = field(default_factory=list)
+    _pos: int = 0
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise ValueError(f"data source {self.source.origin} over {self.source.inputs} has no examples")
+        self._reshuffle()
+
+    def _reshuffle(self) -> None:
+        self._order = list(range(len(self.inputs)))
+        random.Random(f"{self.seed}-{self.epoch}").shuffle(self._order)
+        self._pos = 0
+
+    def take(self, n: int) -> list[tuple[list[int], list[int] | None]]:
+        out = []
+        for _ in range(n):
+            if self._pos == len(self._order):
+                self.epoch += 1
+                self._reshuffle()
+            i = self._order[self._pos]
+            self._pos += 1
+            if self.targets is None:
+                out.append((self.inputs[i], None))
+            else:
+                cands = self.targets[i]
+                out.append((self.inputs[i], cands[self.epoch % len(cands)]))
+        return out
+
+
+def split_batch(batch_size: int, weights: list[float]) -> list[int]:
+    """Integer shares of a batch proportional to weights; every source gets at least one."""
+    total = sum(weights)
+    counts = [max(1, round(batch_size * w / total)) for w in weights]
+    counts[-1] = max(1, batch_size - sum(counts[:-1]))
+    return counts
+
+
+def build_streams(method: Method, encoded: dict, seed: int) -> list[Stream]:
+    """Streams for a method's sources.
+
+    `encoded` holds token ids: `inputs[split]` (list of source ids), `gold[split]` (one target
+    per input) and, when PTs exist, `teacher_pts[split]` (K targets per input).
+    """
+    streams = []
+    for k, src in enumerate(method.sources):
+        inputs: list[list[int]] = []
+        targets: list[list[list[int]]] | None = None if src.origin == "student_pt" else []
+        for split in src.inputs:
+            inputs += encoded["inputs"][split]
+            if src.origin == "gold":
+                targets += [[t] for t in encoded["gold"][split]]
+            elif src.origin == "teacher_pt":
+                if "teacher_pts" not in encoded:
+                    raise ValueError(f"method {method.name!r} needs teacher pseudo-targets, none were built")
+                targets += encoded["teacher_pts"][split]
+        streams.append(Stream(src, inputs, targets, seed=seed * 1000 + k))
+    return streams

@@ -1,0 +1,75 @@
+"""The Ray Tune grid: task × ratio × method × seed, one `run_trial` per cell."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from bench.spec import Spec
+from bench.trial import run_trial
+
+TRIAL_CPU = 0.01  # the Tune function only waits on its TorchTrainer
+
+
+class TrialProgress(tune.Callback):
+    """One line per finished trial (Ray's own tables are off by default)."""
+
+    def __init__(self, total: int, out=sys.stdout):
+        self.total, self.done, self.out, self.start = total, 0, out, time.time()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.done += 1
+        cfg = trial.config
+        label = f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']} seed={cfg['seed']}"
+        if result.get("status") == "ok":
+            what = (f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} "
+                    f"(params {result['params']:,}, ratio {result['realized_ratio']:.2f})")
+            what += " [stored earlier]" if result.get("reused") else f" in {result.get('wall_seconds', 0):.0f}s"
+        else:
+            what = f"FAILED: {result.get('error')}"
+        elapsed = time.time() - self.start
+        print(f"[trial {self.done}/{self.total} · {elapsed:.0f}s] {label}: {what}", file=self.out, flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        print(f"[trial {self.done}/{self.total}] {trial.config}: Ray error (see {trial.local_path})",
+              file=self.out, flush=True)
+
+
+def concurrency(spec: Spec, cluster_cpus: float) -> int:
+    per_trial = TRIAL_CPU + spec.resources.num_workers * spec.resources.cpus_per_worker
+    fit = max(1, math.floor(cluster_cpus / per_trial + 1e-9))
+    return min(fit, spec.resources.max_concurrent_trials or fit)
+
+
+def grid_size(spec: Spec) -> int:
+    return len(spec.tasks) * len(spec.ratios) * len(spec.methods) * len(spec.seeds)
+
+
+def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False) -> None:
+    total = grid_size(spec)
+    param_space = {
+        "task": tune.grid_search([t.name for t in spec.tasks]),
+        "ratio": tune.grid_search(list(spec.ratios)),
+        "method": tune.grid_search(list(spec.methods)),
+        "seed": tune.grid_search(list(spec.seeds)),
+    }
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"CPU": TRIAL_CPU})
+    max_conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
+    print(f"grid: {total} trials, up to {max_conc} at a time", flush=True)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_conc),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str((run_dir / "tune").resolve()),
+            verbose=1 if verbose else 0, callbacks=[TrialProgress(total)],
+            failure_config=tune.FailureConfig(max_failures=1),
+        ),
+    )
+    tuner.fit()

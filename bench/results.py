@@ -1,0 +1,88 @@
+"""The results store: one JSON row per trial in `RUN_DIR/results.jsonl`.
+
+Crash-safe and idempotent: rows are appended under a file lock with a single `write` +
+`fsync`, and a trial key that already has an `ok` row is never written again, so a retried or
+resumed trial cannot duplicate or overwrite a finished result. A torn last line (a crash
+mid-write) is skipped on read, never fatal.
+
+Row schema (documented in README, read by `reports/`):
+  trial_key   str   unique per (task, role, method, ratio, seed)
+  status      "ok" | "error";  error: str | null (the reason when status is "error")
+  role        "teacher" | "student"
+  task, method, ratio (requested compression; 1.0 for the teacher), seed
+  bleu, chrf  test-set metrics (multi-reference sacreBLEU); null when failed
+  params, realized_ratio, latency_ms (per example, batch 1, greedy)
+  train_seconds, eval_seconds, wall_seconds
+  config      dict  the full trial config
+  artifacts   dict  stage name -> content hash of every shared artifact used
+  versions    dict  library versions
+  run_id, finished_at (ISO 8601, UTC)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+RESULTS_FILE = "results.jsonl"
+
+
+def results_path(run_dir: Path | str) -> Path:
+    return Path(run_dir) / RESULTS_FILE
+
+
+def read_rows(run_dir: Path | str) -> list[dict[str, Any]]:
+    """All rows of a run, one per trial key (an `ok` row wins over earlier errors)."""
+    path = results_path(run_dir)
+    if not path.exists():
+        return []
+    by_key: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn write from a crash; the trial will be redone
+            key = row["trial_key"]
+            if by_key.get(key, {}).get("status") != "ok":
+                by_key[key] = row
+    return list(by_key.values())
+
+
+def finished_row(run_dir: Path | str, trial_key: str) -> dict[str, Any] | None:
+    """The stored `ok` row of a trial, if it already finished."""
+    for row in read_rows(run_dir):
+        if row["trial_key"] == trial_key and row["status"] == "ok":
+            return row
+    return None
+
+
+def append_row(run_dir: Path | str, row: dict[str, Any]) -> bool:
+    """Append `row` unless its trial already has an `ok` row. Returns whether it was written."""
+    path = results_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if finished_row(run_dir, row["trial_key"]) is not None:
+            return False
+        data = (json.dumps(row, sort_keys=True, default=str) + "\n").encode("utf-8")
+        if path.exists() and path.stat().st_size and not _ends_with_newline(path):
+            data = b"\n" + data  # seal a torn line so the new row stays parseable
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return True
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"

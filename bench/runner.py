@@ -1,0 +1,150 @@
+"""`kdbench run`: spec → shared artifacts (Ray tasks, one per task) → grid → rows → report."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.environment import hardware, library_versions, quiet_ray_env
+from bench.spec import Spec, spec_to_yaml
+
+
+def new_run_dir(spec: Spec) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(spec.storage.runs_dir) / f"{spec.name}-{stamp}"
+
+
+def artifacts_dir(spec: Spec) -> Path:
+    return Path(spec.storage.artifacts_dir or Path(spec.storage.runs_dir) / "artifacts")
+
+
+def init_ray(spec: Spec, address: str | None, verbose: bool) -> None:
+    env = quiet_ray_env(verbose)
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(
+        logging_level=logging.INFO if verbose else logging.WARNING,
+        runtime_env={"env_vars": env},
+        log_to_driver=True,
+    )
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(object_store_memory=1_000_000_000, include_dashboard=False, **kwargs)
+
+
+def check_resources(spec: Spec) -> None:
+    """Fail before any work when the cluster cannot host one trial."""
+    import ray
+
+    from bench.grid import TRIAL_CPU
+
+    res = ray.cluster_resources()
+    cpus, gpus = res.get("CPU", 0), res.get("GPU", 0)
+    need = TRIAL_CPU + spec.resources.num_workers * spec.resources.cpus_per_worker
+    if need > cpus + 1e-9:
+        raise RuntimeError(
+            f"resources: one trial needs {need:g} CPUs (num_workers={spec.resources.num_workers} × "
+            f"cpus_per_worker={spec.resources.cpus_per_worker} + {TRIAL_CPU}) but the cluster has {cpus:g}")
+    if spec.resources.device == "cuda" and gpus < spec.resources.num_workers:
+        raise RuntimeError(
+            f"resources.device is 'cuda' with num_workers={spec.resources.num_workers}, but the "
+            f"cluster has {gpus:g} GPUs; use device: cpu or add GPUs")
+
+
+def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Build every task's shared stages, tasks in parallel as Ray tasks."""
+    import ray
+
+    from bench.stages import prepare_task
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    stage_cpus = spec.resources.stage_cpus or max(1, math.floor(cpus / len(spec.tasks)))
+    gpus = 1 if spec.resources.device == "cuda" else 0
+    remote = ray.remote(prepare_task).options(num_cpus=min(stage_cpus, cpus), num_gpus=gpus, max_retries=0)
+    spec_for_stages = spec.model_copy(update={"resources": spec.resources.model_copy(
+        update={"stage_cpus": min(stage_cpus, cpus)})})
+    refs = {e.name: remote.remote(spec_for_stages, e, str(store_root)) for e in spec.tasks}
+    artifacts: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, ref in refs.items():
+        try:
+            artifacts[name] = dataclasses.asdict(ray.get(ref))
+        except Exception as exc:  # this task's trials are recorded as failed; others go on
+            errors[name] = str(exc).strip().splitlines()[-1][:500]
+            artifacts[name] = None
+            print(f"[{name}] shared stages FAILED: {errors[name]}", flush=True)
+    return artifacts, errors
+
+
+def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_id: str, versions: dict) -> dict:
+    from bench.trial import teacher_key
+
+    ev = art["teacher_eval"]
+    entry = spec.task(task)
+    return {
+        "trial_key": teacher_key(task), "status": "ok", "error": None, "role": "teacher",
+        "task": task, "method": "teacher", "ratio": 1.0, "seed": entry.data_seed,
+        "bleu": ev["bleu"], "chrf": ev["chrf"], "params": ev["params"], "realized_ratio": 1.0,
+        "latency_ms": ev["latency_ms"], "eval_seconds": ev["eval_seconds"],
+        "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": ev,
+        "config": {"teacher": entry.teacher.model_dump(), "sizes": entry.sizes.model_dump(),
+                   "eval": spec.eval.model_dump(), "spec_name": spec.name},
+        "artifacts": art["hashes"], "versions": versions, "run_id": run_id,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False) -> Path:
+    """Run the whole experiment; returns the path of the HTML report."""
+    from bench.grid import grid_size, run_grid
+    from bench.results import append_row
+    from reports import build_report
+
+    run_dir = (run_dir or new_run_dir(spec)).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store_root = artifacts_dir(spec).resolve()
+    (run_dir / "spec.yaml").write_text(spec_to_yaml(spec))
+    versions = library_versions()
+    meta = {"run_id": run_dir.name, "spec_name": spec.name, "started_at": _now(),
+            "hardware": hardware(), "versions": versions, "artifacts_dir": str(store_root)}
+    _write_meta(run_dir, meta)
+    print(f"run {run_dir.name}: {grid_size(spec)} trials + {len(spec.tasks)} teacher(s); "
+          f"run dir {run_dir}; shared artifacts in {store_root}", flush=True)
+
+    t0 = time.time()
+    init_ray(spec, address, verbose)
+    check_resources(spec)
+    print(f"ray ready in {time.time() - t0:.1f}s; building shared stages", flush=True)
+    t1 = time.time()
+    artifacts, errors = prepare_all(spec, store_root)
+    print(f"shared stages ready in {time.time() - t1:.1f}s", flush=True)
+    for task, art in artifacts.items():
+        if art is not None:
+            append_row(run_dir, teacher_row(spec, task, art, run_dir.name, versions))
+            print(f"[{task}] teacher: BLEU {art['teacher_eval']['bleu']:.2f} "
+                  f"chrF {art['teacher_eval']['chrf']:.2f} ({art['teacher_eval']['params']:,} params)",
+                  flush=True)
+
+    context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
+               "artifacts": artifacts, "stage_errors": errors, "versions": versions}
+    run_grid(spec, run_dir, context, verbose=verbose)
+    meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
+    _write_meta(run_dir, meta)
+    report = build_report([run_dir])
+    print(f"report: {report}", flush=True)
+    return report
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _write_meta(run_dir: Path, meta: dict) -> None:
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -1,0 +1,177 @@
+"""Shared stages of one task, built once and reused by every trial and later runs:
+data → tokenizer → teacher → teacher pseudo-targets, plus the teacher's own evaluation.
+
+Each stage's output is content-addressed in the `ArtifactStore` by everything that
+determines it; `prepare_task` returns the hashes and paths that trials need.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from bench.artifacts import Artifact, ArtifactStore
+from bench.data import Lengths, encode, load_splits, save_splits
+from bench.distill.losses import CrossEntropy
+from bench.distill.loop import train
+from bench.distill.methods import Source
+from bench.distill.streams import Stream
+from bench.evaluate import decode, evaluate_model
+from bench.generation import generate_ids
+from bench.models import build_model, config_from_spec
+from bench.spec import Spec, TaskEntry
+from bench.tokenizer import load_tokenizer, train_tokenizer
+from tasks import SplitSizes, get_task
+
+STAGE_VERSION = {"data": 1, "tokenizer": 1, "teacher": 1, "pseudo_targets": 1, "teacher_eval": 1}
+
+
+@dataclass
+class TaskArtifacts:
+    """What trials need from the shared stages of one task."""
+
+    task: str
+    lengths: Lengths
+    paths: dict[str, str] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+    reused: dict[str, bool] = field(default_factory=dict)
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    teacher_eval: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, art: Artifact) -> Artifact:
+        self.paths[art.stage] = str(art.path)
+        self.hashes[art.stage] = art.hash
+        self.reused[art.stage] = art.reused
+        self.build_seconds[art.stage] = art.build_seconds
+        return art
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def torch_device(spec: Spec):
+    if spec.resources.device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("resources.device is 'cuda' but this process sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def autocast_dtype(spec: Spec):
+    return torch.bfloat16 if spec.resources.precision == "bf16" else None
+
+
+def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[str], None] = print) -> TaskArtifacts:
+    """Build (or reuse) every shared artifact of one task, in dependency order."""
+    task = get_task(entry.name)
+    store = ArtifactStore(store_root)
+    out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens))
+    device = torch_device(spec)
+    torch.set_num_threads(max(1, int(spec.resources.stage_cpus)))
+
+    def stage(name: str, key: dict, build: Callable[[Path], None]) -> Artifact:
+        art = out.add(store.get_or_build(name, {"v": STAGE_VERSION[name], **key}, build))
+        if art.reused:
+            built = art.meta().get("build_seconds", 0.0)
+            say(f"[{entry.name}] {name}: reused cached {art.hash} (took {built:.0f}s when built); 0s now")
+        else:
+            say(f"[{entry.name}] {name}: built {art.hash} in {art.build_seconds:.1f}s")
+        return art
+
+    # data
+    data_key = {"task": task.name, "task_version": task.version, "sizes": entry.sizes.model_dump(),
+                "seed": entry.data_seed}
+    data = stage("data", data_key,
+                 lambda d: save_splits(task.build(SplitSizes(**entry.sizes.model_dump()), entry.data_seed), d))
+    splits = load_splits(data.path)
+
+    # tokenizer: trained on the students' training text only (never the teacher pool)
+    def build_tokenizer(d: Path) -> None:
+        texts = splits.sources("labeled") + [r["target"] for r in splits.splits["labeled"]]
+        texts += splits.sources("unlabeled")
+        train_tokenizer(texts, spec.tokenizer.vocab_size, d)
+
+    tok_art = stage("tokenizer", {"data": data.hash, **spec.tokenizer.model_dump()}, build_tokenizer)
+    tok = load_tokenizer(tok_art.path)
+
+    # teacher: from scratch on labeled + the teacher-only pool, with a larger budget
+    teacher_key = {"data": data.hash, "tokenizer": tok_art.hash, **entry.teacher.model_dump(),
+                   "seed": entry.data_seed, "lengths": asdict(out.lengths)}
+
+    def build_teacher(d: Path) -> None:
+        seed_everything(entry.data_seed)
+        config = config_from_spec(entry.teacher.model, tok)
+        model = build_model(config, entry.data_seed).to(device)
+        rows = splits.splits["labeled"] + splits.splits.get("teacher_pool", [])
+        inputs = encode(tok, [r["source"] for r in rows], out.lengths.max_source)
+        targets = encode(tok, [r["target"] for r in rows], out.lengths.max_target, add_eos=False)
+        stream = Stream(Source("gold"), inputs, [[t] for t in targets], seed=entry.data_seed)
+        steps = entry.teacher.train.steps
+        stats = train(
+            model, [stream], [(CrossEntropy(entry.teacher.train.label_smoothing), 1.0)],
+            entry.teacher.train, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+            start_id=config.decoder_start_token_id, max_target=out.lengths.max_target,
+            device=device, autocast_dtype=autocast_dtype(spec), log_every=max(1, steps // 5),
+            log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{steps} loss {m['loss']:.3f}"),
+        )
+        model.save_pretrained(str(d))
+        tok.save_pretrained(str(d))
+        (d / "train_stats.json").write_text(json.dumps(stats, indent=2))
+
+    teacher_art = stage("teacher", teacher_key, build_teacher)
+    teacher = None
+
+    def load_teacher():
+        nonlocal teacher
+        if teacher is None:
+            from transformers import AutoModelForSeq2SeqLM
+
+            teacher = AutoModelForSeq2SeqLM.from_pretrained(str(teacher_art.path)).to(device).eval()
+        return teacher
+
+    # teacher pseudo-targets for every labeled and unlabeled input
+    def build_pts(d: Path) -> None:
+        model = load_teacher()
+        pts = {}
+        for split in ("labeled", "unlabeled"):
+            srcs = encode(tok, splits.sources(split), out.lengths.max_source)
+            with _autocast(spec):
+                outs = generate_ids(
+                    model, srcs, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                    max_new_tokens=out.lengths.max_target, num_beams=spec.pseudo_targets.num_beams,
+                    batch_size=spec.pseudo_targets.batch_size, device=device)
+            pts[split] = [decode(tok, o) for o in outs]
+        (d / "pseudo_targets.json").write_text(json.dumps(pts, ensure_ascii=False))
+
+    stage("pseudo_targets", {"teacher": teacher_art.hash, "data": data.hash,
+                             **spec.pseudo_targets.model_dump()}, build_pts)
+
+    # the teacher's own test-set row (evaluated once per task)
+    def build_teacher_eval(d: Path) -> None:
+        with _autocast(spec):
+            metrics = evaluate_model(load_teacher(), tok, splits.splits["test"], out.lengths,
+                                     num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size,
+                                     latency_examples=spec.eval.latency_examples, device=device)
+        metrics["train"] = json.loads((teacher_art.path / "train_stats.json").read_text())
+        (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    ev = stage("teacher_eval", {"teacher": teacher_art.hash, "data": data.hash, **spec.eval.model_dump(),
+                                "device": spec.resources.device}, build_teacher_eval)
+    out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
+    return out
+
+
+def _autocast(spec: Spec):
+    import contextlib
+
+    dtype = autocast_dtype(spec)
+    return torch.autocast(device_type="cuda", dtype=dtype) if dtype else contextlib.nullcontext()

@@ -1,0 +1,182 @@
+"""One trial of the grid: a Tune function that runs the distillation in a Ray Train
+`TorchTrainer` and stores exactly one result row, whatever happens.
+
+Tune process (tiny CPU share) → TorchTrainer (`num_workers` workers, DDP when > 1) →
+`distill_worker` on every rank; rank 0 evaluates and returns the metrics.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.tune
+import torch
+from ray.train.torch import TorchTrainer
+
+from bench.data import Lengths, encode, load_splits
+from bench.distill.loop import train, unwrap
+from bench.distill.methods import get_method
+from bench.distill.streams import build_streams
+from bench.evaluate import evaluate_model
+from bench.models import build_model, plan_student
+from bench.results import append_row, finished_row
+from bench.stages import seed_everything
+from bench.tokenizer import load_tokenizer
+
+REPORTED = ("bleu", "chrf", "params", "realized_ratio", "latency_ms")
+
+
+def trial_key(task: str, method: str, ratio: float, seed: int) -> str:
+    return f"{task}|student|{method}|r{ratio:g}|s{seed}"
+
+
+def teacher_key(task: str) -> str:
+    return f"{task}|teacher"
+
+
+def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """Train one student with one KD method; rank 0 returns its test metrics."""
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
+    seed_everything(cfg["seed"])
+    device = ray.train.torch.get_device() if cfg["device"] == "cuda" else torch.device("cpu")
+    amp = torch.bfloat16 if cfg["precision"] == "bf16" else None
+    method = get_method(cfg["method"])
+    paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
+
+    tok = load_tokenizer(paths["tokenizer"])
+    splits = load_splits(paths["data"])
+    enc = {
+        "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
+        "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
+                                   lengths.max_target, add_eos=False)},
+    }
+    if method.needs_teacher_pts:
+        pts = json.loads((Path(paths["pseudo_targets"]) / "pseudo_targets.json").read_text())
+        enc["teacher_pts"] = {
+            s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
+        }
+
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    teacher_config = AutoConfig.from_pretrained(paths["teacher"])
+    plan = plan_student(teacher_config, cfg["ratio"])
+    student = build_model(plan.config, cfg["seed"]).to(device)
+    if world > 1:
+        student = ray.train.torch.prepare_model(student)
+    teacher = None
+    if method.needs_teacher_model:
+        teacher = AutoModelForSeq2SeqLM.from_pretrained(paths["teacher"]).to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+    from bench.spec import TrainSpec
+
+    spec = TrainSpec(**cfg["train"])
+    streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
+    losses = [(term.build(spec.label_smoothing), term.weight) for term in method.losses]
+    stats = train(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                  start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
+                  device=device, teacher=teacher, autocast_dtype=amp)
+    if rank != 0:
+        return None
+    ev = cfg["eval"]
+    with (torch.autocast(device_type="cuda", dtype=amp) if amp else _null()):
+        metrics = evaluate_model(unwrap(student), tok, splits.splits["test"], lengths,
+                                 num_beams=ev["num_beams"], batch_size=ev["batch_size"],
+                                 latency_examples=ev["latency_examples"], device=device)
+    metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params,
+                   student_shape=_shape(plan.config), train=stats)
+    return metrics
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _shape(config) -> dict[str, int]:
+    from dataclasses import asdict
+
+    from bench.models import shape_of
+
+    return asdict(shape_of(config))
+
+
+def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> list[list[list[int]]]:
+    flat = [t for cands in texts_per_input for t in cands]
+    ids = encode(tok, flat, max_len, add_eos=False)
+    out, i = [], 0
+    for cands in texts_per_input:
+        out.append(ids[i : i + len(cands)])
+        i += len(cands)
+    return out
+
+
+def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
+    """Tune function: train one (task, ratio, method, seed) and store its row."""
+    run_dir = Path(context["run_dir"])
+    task, method, ratio, seed = config["task"], config["method"], config["ratio"], config["seed"]
+    key = trial_key(task, method, ratio, seed)
+    done = finished_row(run_dir, key)
+    if done is not None:  # finished earlier (resume, or a retry after completion)
+        ray.tune.report({**{k: done.get(k) for k in REPORTED}, "status": "ok", "reused": True})
+        return
+    art = context["artifacts"][task]
+    spec = context["spec"]
+    res = spec["resources"]
+    worker_cfg = {
+        "task": task, "method": method, "ratio": ratio, "seed": seed,
+        "paths": art["paths"] if art else {}, "lengths": art["lengths"] if art else {},
+        "train": spec["student_train"], "eval": spec["eval"], "device": res["device"],
+        "precision": res["precision"], "cpus_per_worker": res["cpus_per_worker"],
+    }
+    start = time.time()
+    row: dict[str, Any] = {"trial_key": key, "role": "student", "task": task, "method": method,
+                           "ratio": ratio, "seed": seed, "config": {**worker_cfg, "spec_name": spec["name"]},
+                           "artifacts": art["hashes"] if art else {}, "versions": context["versions"],
+                           "run_id": context["run_id"]}
+    try:
+        if art is None:
+            raise RuntimeError(f"shared stages of task {task!r} failed: {context['stage_errors'][task]}")
+        trial_id = ray.tune.get_context().get_trial_id()
+        resources = {"CPU": res["cpus_per_worker"]}
+        if res["device"] == "cuda":
+            resources["GPU"] = 1
+        trainer = TorchTrainer(
+            distill_worker,
+            train_loop_config=worker_cfg,
+            scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"],
+                                                   use_gpu=res["device"] == "cuda",
+                                                   resources_per_worker=resources),
+            run_config=ray.train.RunConfig(name=f"train-{trial_id}", storage_path=str(run_dir / "train"),
+                                           logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+                                           failure_config=ray.train.FailureConfig(max_failures=0)),
+        )
+        metrics = trainer.fit().return_value
+        row.update(status="ok", error=None, **{k: metrics.get(k) for k in REPORTED},
+                   eval_seconds=metrics["eval_seconds"], train_seconds=metrics["train"]["train_seconds"],
+                   metrics=metrics)
+    except Exception as exc:  # recorded with its reason; the grid goes on
+        row.update(status="error", error=_reason(exc), traceback=traceback.format_exc()[-4000:])
+    row["wall_seconds"] = time.time() - start
+    row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    append_row(run_dir, row)
+    ray.tune.report({**{k: row.get(k) for k in REPORTED}, "status": row["status"],
+                     "error": row.get("error"), "wall_seconds": row["wall_seconds"], "reused": False})
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause in one line (Train wraps worker errors in several layers)."""
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "Exception" in ln:
+            return ln.strip()[:500]
+    return f"{type(exc).__name__}: {lines[-1][:500] if lines else ''}"
