@@ -76,7 +76,8 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     store = ArtifactStore(store_root)
     out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens))
     device = torch_device(spec)
-    torch.set_num_threads(max(1, int(spec.resources.stage_cpus)))
+    if spec.resources.stage_cpus:
+        torch.set_num_threads(max(1, int(spec.resources.stage_cpus)))
 
     def stage(name: str, key: dict, build: Callable[[Path], None]) -> Artifact:
         art = out.add(store.get_or_build(name, {"v": STAGE_VERSION[name], **key}, build))

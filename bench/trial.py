@@ -39,12 +39,17 @@ def teacher_key(task: str) -> str:
 
 
 def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
-    """Train one student with one KD method; rank 0 returns its test metrics."""
+    """Ray Train entry point on every rank; rank 0 returns the test metrics."""
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if cfg["device"] == "cuda" else torch.device("cpu")
+    return distill(cfg, ctx.get_world_rank(), ctx.get_world_size(), device,
+                   wrap=ray.train.torch.prepare_model)
+
+
+def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> dict[str, Any] | None:
+    """Train one student with one KD method (plain function: Ray-free, so it can be tested)."""
     torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
     seed_everything(cfg["seed"])
-    device = ray.train.torch.get_device() if cfg["device"] == "cuda" else torch.device("cpu")
     amp = torch.bfloat16 if cfg["precision"] == "bf16" else None
     method = get_method(cfg["method"])
     paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
@@ -67,8 +72,8 @@ def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
     teacher_config = AutoConfig.from_pretrained(paths["teacher"])
     plan = plan_student(teacher_config, cfg["ratio"])
     student = build_model(plan.config, cfg["seed"]).to(device)
-    if world > 1:
-        student = ray.train.torch.prepare_model(student)
+    if world > 1 and wrap is not None:
+        student = wrap(student)
     teacher = None
     if method.needs_teacher_model:
         teacher = AutoModelForSeq2SeqLM.from_pretrained(paths["teacher"]).to(device).eval()
@@ -82,7 +87,7 @@ def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
     losses = [(term.build(spec.label_smoothing), term.weight) for term in method.losses]
     stats = train(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                   start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
-                  device=device, teacher=teacher, autocast_dtype=amp)
+                  device=device, teacher=teacher, autocast_dtype=amp, log=cfg.get("log"))
     if rank != 0:
         return None
     ev = cfg["eval"]

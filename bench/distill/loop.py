@@ -60,6 +60,8 @@ def train(
     if needs_teacher and teacher is None:
         raise ValueError("a loss term needs the teacher's logits but no teacher was given")
     counts = split_batch(spec.batch_size, [s.source.weight for s in streams])
+    for stream, n in zip(streams, counts):
+        stream.set_block(n)
     optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(spec))
     amp = (torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype)
@@ -102,10 +104,11 @@ def train(
         sched.step()
         stats["steps"] += 1
         stats["target_tokens"] += int(labels.ne(IGNORE_INDEX).sum())
-        running.append(loss.item())
+        last_loss = loss.item()
+        running.append(last_loss)
         if log and ((step + 1) % log_every == 0 or step + 1 == spec.steps):
             log({"step": step + 1, "loss": sum(running) / len(running), "lr": sched.get_last_lr()[0]})
             running = []
     stats["train_seconds"] = time.perf_counter() - start
-    stats["final_loss"] = running[-1] if running else None
+    stats["final_loss"] = last_loss
     return stats

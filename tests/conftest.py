@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny but real spec (real tasks, tokenizer, BART models, metrics)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench.environment import quiet_ray_env
+
+quiet_ray_env()
+os.environ.setdefault("RAY_TMPDIR", "/tmp/kdbench-test-ray")
+
+
+def tiny_spec_dict(tasks=("d2t",), methods=("ft", "word_kd", "seq_kd", "joint_teaching"), ratios=(2.0,)):
+    teacher = {"model": {"arch": "bart", "d_model": 32, "ffn_dim": 64, "encoder_layers": 1,
+                         "decoder_layers": 1, "heads": 2},
+               "train": {"steps": 8, "batch_size": 8, "lr": 0.003, "warmup_steps": 2}}
+    return {
+        "name": "tiny",
+        "tasks": [{"name": t, "sizes": {"labeled": 24, "unlabeled": 48, "dev": 4, "test": 8,
+                                        "teacher_pool": 24, "references": 2},
+                   "teacher": teacher} for t in tasks],
+        "ratios": list(ratios),
+        "methods": list(methods),
+        "seeds": [0],
+        "tokenizer": {"vocab_size": 300},
+        "student_train": {"steps": 3, "batch_size": 4, "lr": 0.003, "warmup_steps": 1},
+        "pseudo_targets": {"num_beams": 2, "batch_size": 32},
+        "eval": {"num_beams": 1, "batch_size": 8, "latency_examples": 2},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory):
+    """Shared stages of the tiny d2t spec, built once for the whole session."""
+    from bench.spec import parse_spec
+    from bench.stages import prepare_task
+
+    spec = parse_spec(tiny_spec_dict())
+    root = tmp_path_factory.mktemp("artifacts")
+    art = prepare_task(spec, spec.tasks[0], str(root), say=lambda msg: None)
+    return spec, art, root

@@ -1,0 +1,46 @@
+import pytest
+
+from bench.models import count_params, plan_student, shape_of, config_from_spec
+from bench.spec import ModelSpec
+from bench.tokenizer import load_tokenizer, train_tokenizer
+
+TEXTS = ["name[The Eagle], food[French] -> The Eagle serves French food near the river."] * 20
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tok")
+    train_tokenizer(TEXTS, 400, d)
+    return load_tokenizer(d)
+
+
+def test_tokenizer_round_trip_and_eos(tok):
+    text = "The Eagle, a pub near Café Rouge, is rated 5 out of 5."
+    ids = tok(text).input_ids
+    assert ids[-1] == tok.eos_token_id
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("arch", ["bart", "t5"])
+@pytest.mark.parametrize("ratio", [1.5, 2, 4, 8])
+def test_student_within_ten_percent(tok, arch, ratio):
+    teacher = config_from_spec(ModelSpec(arch=arch, d_model=128, ffn_dim=512), tok)
+    plan = plan_student(teacher, ratio)
+    assert plan.teacher_params == count_params(teacher)
+    assert abs(plan.params - plan.teacher_params / ratio) <= 0.10 * plan.teacher_params / ratio
+    assert plan.realized_ratio == pytest.approx(plan.teacher_params / plan.params)
+    assert plan.config.model_type == arch and plan.config.vocab_size == teacher.vocab_size
+    assert plan.params == count_params(plan.config)
+
+
+def test_student_keeps_depth_when_possible(tok):
+    teacher = config_from_spec(ModelSpec(d_model=128, ffn_dim=512), tok)
+    s = shape_of(plan_student(teacher, 2).config)
+    assert (s.encoder_layers, s.decoder_layers) == (3, 3) and s.d_model < 128
+
+
+def test_impossible_ratio_is_explained(tok):
+    teacher = config_from_spec(ModelSpec(d_model=16, ffn_dim=32, encoder_layers=1, decoder_layers=1, heads=2), tok)
+    with pytest.raises(ValueError, match="cannot build a student at compression ratio 1000"):
+        plan_student(teacher, 1000)

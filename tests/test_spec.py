@@ -1,0 +1,72 @@
+import pytest
+
+from bench.cli import main
+from bench.spec import PRESETS, SpecError, load_preset, parse_spec
+from tests.conftest import tiny_spec_dict
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_are_valid(name):
+    spec = load_preset(name)
+    assert {t.name for t in spec.tasks} == {"d2t", "qg"}
+    assert {"ft", "word_kd", "seq_kd", "joint_teaching"} <= set(spec.methods)
+
+
+def _error(mutate) -> str:
+    data = tiny_spec_dict()
+    mutate(data)
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, "test.yaml")
+    return str(info.value)
+
+
+def test_unknown_key_is_named():
+    msg = _error(lambda d: d["student_train"].update(stpes=3))
+    assert "student_train.stpes" in msg and "unknown key" in msg
+
+
+def test_wrong_type_names_field_and_value():
+    msg = _error(lambda d: d["student_train"].update(steps="many"))
+    assert "student_train.steps" in msg and "'many'" in msg
+
+
+def test_ratio_must_compress():
+    msg = _error(lambda d: d.update(ratios=[2, 0.5]))
+    assert "ratios" in msg and "0.5" in msg and "> 1" in msg
+
+
+def test_unknown_method_lists_allowed():
+    msg = _error(lambda d: d.update(methods=["ft", "magic_kd"]))
+    assert "magic_kd" in msg and "joint_teaching" in msg and "seq_kd" in msg
+
+
+def test_unknown_task_lists_allowed():
+    msg = _error(lambda d: d["tasks"][0].update(name="poetry"))
+    assert "tasks.0.name" in msg and "poetry" in msg and "d2t" in msg and "qg" in msg
+
+
+def test_bf16_needs_cuda():
+    msg = _error(lambda d: d.update(resources={"precision": "bf16"}))
+    assert "bf16" in msg and "cuda" in msg
+
+
+def test_unknown_preset():
+    with pytest.raises(SpecError, match="allowed: default, smoke"):
+        load_preset("huge")
+
+
+def test_cli_rejects_bad_spec_before_work(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntasks: [{name: d2t}]\nratios: [1]\nmethods: [ft]\n")
+    assert main(["run", str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "ratios" in err and "must be > 1" in err
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_cli_validate_and_list(capsys):
+    assert main(["validate", "--preset", "smoke"]) == 0
+    assert "is valid" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "joint_teaching" in out and "d2t" in out
