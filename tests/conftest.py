@@ -12,7 +12,7 @@ os.environ.setdefault("RAY_TMPDIR", "/tmp/kdbench-test-ray")
 
 
 def tiny_spec_dict(tasks=("d2t",), methods=("ft", "word_kd", "seq_kd", "joint_teaching"), ratios=(2.0,)):
-    teacher = {"model": {"arch": "bart", "d_model": 32, "ffn_dim": 64, "encoder_layers": 1,
+    teacher = {"model": {"arch": "t5", "d_model": 32, "ffn_dim": 64, "encoder_layers": 1,
                          "decoder_layers": 1, "heads": 2},
                "train": {"steps": 8, "batch_size": 8, "lr": 0.003, "warmup_steps": 2}}
     return {

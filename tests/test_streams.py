@@ -51,3 +51,15 @@ def test_length_grouping_keeps_every_example_and_groups_lengths():
     assert sorted(len(x) for b in taken for x, _ in b) == sorted(len(x) for x in inputs)
     spread = sum(max(len(x) for x, _ in b) - min(len(x) for x, _ in b) for b in taken) / len(taken)
     assert spread < 10  # random batches of 8 from 1..60 spread ~45 on average
+
+
+def test_zero_weight_sources_get_nothing():
+    assert split_batch(32, [0.5, 0.0]) == [32, 0]
+    assert split_batch(32, [0.0, 0.5, 0.5]) == [0, 16, 16]
+    with pytest.raises(ValueError):
+        split_batch(8, [0.0])
+
+
+def test_scheduled_source_starts_later():
+    src = Source("student_pt", ("labeled", "unlabeled"), 0.5, start=0.4)
+    assert not src.active(0, 100) and not src.active(39, 100) and src.active(40, 100)

@@ -59,9 +59,7 @@ def train(
     needs_teacher = any(getattr(term, "needs_teacher", False) for term, _ in loss_terms)
     if needs_teacher and teacher is None:
         raise ValueError("a loss term needs the teacher's logits but no teacher was given")
-    counts = split_batch(spec.batch_size, [s.source.weight for s in streams])
-    for stream, n in zip(streams, counts):
-        stream.set_block(n)
+    counts: list[int] = []
     optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(spec))
     amp = (torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype)
@@ -70,8 +68,15 @@ def train(
     start, running = time.perf_counter(), []
     model.train()
     for step in range(spec.steps):
+        weights = [s.source.weight if s.source.active(step, spec.steps) else 0.0 for s in streams]
+        if (new := split_batch(spec.batch_size, weights)) != counts:  # a scheduled source joined
+            counts = new
+            for stream, n in zip(streams, counts):
+                stream.set_block(n)
         sources, targets = [], []
         for stream, n in zip(streams, counts):
+            if n == 0:
+                continue
             examples = stream.take(n)
             if stream.targets is None:  # student pseudo-targets from the current weights
                 with amp:

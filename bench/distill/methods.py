@@ -18,9 +18,21 @@ InputSplit = Literal["labeled", "unlabeled"]
 
 @dataclass(frozen=True)
 class Source:
+    """Where a share of each batch comes from.
+
+    `start` is the fraction of training before which the source is off (its share goes to
+    the others): a student trained from scratch writes noise at first, so its PTs only join
+    once it has learned from the teacher's (a schedule, not a fallback — the student PTs
+    are always used for the rest of training).
+    """
+
     origin: TargetOrigin
     inputs: tuple[InputSplit, ...] = ("labeled",)
     weight: float = 1.0
+    start: float = 0.0
+
+    def active(self, step: int, total_steps: int) -> bool:
+        return step >= self.start * total_steps
 
     def __post_init__(self):
         if self.origin == "gold" and self.inputs != ("labeled",):
@@ -86,8 +98,9 @@ METHODS: dict[str, Method] = {
             "joint_teaching",
             "Joint-Teaching (Calderon et al. 2023): word-level KD on PTs written half by the "
             "teacher and half by the current student (generated on the fly), for labeled and "
-            "unlabeled inputs; the student-PT half fights exposure bias.",
-            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5)),
+            "unlabeled inputs; the student-PT half fights exposure bias. Students start from "
+            "scratch here, so student PTs join after the first 40% of training.",
+            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5, start=0.4)),
             (LossTerm("word_kl"),),
         ),
     )

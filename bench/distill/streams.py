@@ -71,10 +71,14 @@ class Stream:
 
 
 def split_batch(batch_size: int, weights: list[float]) -> list[int]:
-    """Integer shares of a batch proportional to weights; every source gets at least one."""
+    """Integer shares of a batch proportional to weights; every source with a positive
+    weight gets at least one example, a zero weight gets none."""
     total = sum(weights)
-    counts = [max(1, round(batch_size * w / total)) for w in weights]
-    counts[-1] = max(1, batch_size - sum(counts[:-1]))
+    if total <= 0:
+        raise ValueError("at least one data source must have a positive weight")
+    counts = [max(1, round(batch_size * w / total)) if w > 0 else 0 for w in weights]
+    last = max(i for i, w in enumerate(weights) if w > 0)
+    counts[last] = max(1, batch_size - sum(counts[:last]) - sum(counts[last + 1 :]))
     return counts
 
 
