@@ -12,6 +12,7 @@ _PACKAGES = ("kdbench", "torch", "transformers", "tokenizers", "ray", "sacrebleu
 # Environment that keeps Ray's console to what a user needs (see shared/RAY_NOTES.md).
 QUIET_RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "token",  # explicit, so Ray does not warn about enabling it
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
     "RAY_DEDUP_LOGS_SKIP_REGEX": "State API may be temporarily unavailable|Reporting training result",

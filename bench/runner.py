@@ -75,7 +75,11 @@ def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str,
     errors: dict[str, str] = {}
     for name, ref in refs.items():
         try:
-            artifacts[name] = dataclasses.asdict(ray.get(ref))
+            art = ray.get(ref)
+            artifacts[name] = dataclasses.asdict(art)
+            states = ", ".join(f"{stage} {'reused' if art.reused[stage] else 'built'}" for stage in art.hashes)
+            print(f"[{name}] shared stages: {states} ({sum(art.build_seconds.values()):.0f}s spent building)",
+                  flush=True)
         except Exception as exc:  # this task's trials are recorded as failed; others go on
             errors[name] = str(exc).strip().splitlines()[-1][:500]
             artifacts[name] = None

@@ -25,6 +25,7 @@ from bench.distill.streams import Stream
 from bench.evaluate import decode, evaluate_model
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
+from bench.precision import autocast, autocast_dtype
 from bench.spec import Spec, TaskEntry
 from bench.tokenizer import load_tokenizer, train_tokenizer
 from tasks import SplitSizes, get_task
@@ -66,16 +67,13 @@ def torch_device(spec: Spec):
     return torch.device("cpu")
 
 
-def autocast_dtype(spec: Spec):
-    return torch.bfloat16 if spec.resources.precision == "bf16" else None
-
-
 def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[str], None] = print) -> TaskArtifacts:
     """Build (or reuse) every shared artifact of one task, in dependency order."""
     task = get_task(entry.name)
     store = ArtifactStore(store_root)
     out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens))
     device = torch_device(spec)
+    amp = autocast_dtype(spec.resources.precision)
     if spec.resources.stage_cpus:
         torch.set_num_threads(max(1, int(spec.resources.stage_cpus)))
 
@@ -121,7 +119,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
             model, [stream], [(CrossEntropy(entry.teacher.train.label_smoothing), 1.0)],
             entry.teacher.train, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
             start_id=config.decoder_start_token_id, max_target=out.lengths.max_target,
-            device=device, autocast_dtype=autocast_dtype(spec), log_every=max(1, steps // 5),
+            device=device, autocast_dtype=amp, log_every=max(1, steps // 5),
             log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{steps} loss {m['loss']:.3f}"),
         )
         model.save_pretrained(str(d))
@@ -145,7 +143,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
         pts = {}
         for split in ("labeled", "unlabeled"):
             srcs = encode(tok, splits.sources(split), out.lengths.max_source)
-            with _autocast(spec):
+            with autocast(amp, device):
                 outs = generate_ids(
                     model, srcs, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                     max_new_tokens=out.lengths.max_target, num_beams=spec.pseudo_targets.num_beams,
@@ -158,7 +156,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
 
     # the teacher's own test-set row (evaluated once per task)
     def build_teacher_eval(d: Path) -> None:
-        with _autocast(spec):
+        with autocast(amp, device):
             metrics = evaluate_model(load_teacher(), tok, splits.splits["test"], out.lengths,
                                      num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size,
                                      latency_examples=spec.eval.latency_examples, device=device)
@@ -169,10 +167,3 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                                 "device": spec.resources.device}, build_teacher_eval)
     out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
     return out
-
-
-def _autocast(spec: Spec):
-    import contextlib
-
-    dtype = autocast_dtype(spec)
-    return torch.autocast(device_type="cuda", dtype=dtype) if dtype else contextlib.nullcontext()

@@ -12,18 +12,23 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from dataclasses import asdict
+
 import ray.train
 import ray.tune
 import torch
 from ray.train.torch import TorchTrainer
+from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
 from bench.data import Lengths, encode, load_splits
 from bench.distill.loop import train, unwrap
 from bench.distill.methods import get_method
 from bench.distill.streams import build_streams
 from bench.evaluate import evaluate_model
-from bench.models import build_model, plan_student
+from bench.models import build_model, plan_student, shape_of
+from bench.precision import autocast, autocast_dtype
 from bench.results import append_row, finished_row
+from bench.spec import TrainSpec
 from bench.stages import seed_everything
 from bench.tokenizer import load_tokenizer
 
@@ -50,7 +55,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     """Train one student with one KD method (plain function: Ray-free, so it can be tested)."""
     torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
     seed_everything(cfg["seed"])
-    amp = torch.bfloat16 if cfg["precision"] == "bf16" else None
+    amp = autocast_dtype(cfg["precision"])
     method = get_method(cfg["method"])
     paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
 
@@ -67,8 +72,6 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
             s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
         }
 
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM
-
     teacher_config = AutoConfig.from_pretrained(paths["teacher"])
     plan = plan_student(teacher_config, cfg["ratio"])
     student = build_model(plan.config, cfg["seed"]).to(device)
@@ -80,8 +83,6 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
         for p in teacher.parameters():
             p.requires_grad_(False)
 
-    from bench.spec import TrainSpec
-
     spec = TrainSpec(**cfg["train"])
     streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
     losses = [(term.build(spec.label_smoothing), term.weight) for term in method.losses]
@@ -91,7 +92,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     if rank != 0:
         return None
     ev = cfg["eval"]
-    with (torch.autocast(device_type="cuda", dtype=amp) if amp else _null()):
+    with autocast(amp, device):
         metrics = evaluate_model(unwrap(student), tok, splits.splits["test"], lengths,
                                  num_beams=ev["num_beams"], batch_size=ev["batch_size"],
                                  latency_examples=ev["latency_examples"], device=device)
@@ -100,17 +101,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     return metrics
 
 
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
 def _shape(config) -> dict[str, int]:
-    from dataclasses import asdict
-
-    from bench.models import shape_of
-
     return asdict(shape_of(config))
 
 

@@ -2,7 +2,6 @@
 terms, step. The same loop trains the teacher (one gold source, cross-entropy)."""
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from typing import Callable
@@ -11,6 +10,7 @@ import torch
 
 from bench.distill.losses import IGNORE_INDEX
 from bench.distill.streams import Stream, split_batch
+from bench.precision import autocast
 from bench.generation import generate_ids, labels_from_targets, pad_batch
 from bench.spec import TrainSpec
 
@@ -62,8 +62,7 @@ def train(
     counts: list[int] = []
     optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(spec))
-    amp = (torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype)
-           if autocast_dtype else contextlib.nullcontext())
+    amp = autocast(autocast_dtype, device)
     stats = {"steps": 0, "target_tokens": 0, "teacher_forwards": 0, "student_generated_tokens": 0}
     start, running = time.perf_counter(), []
     model.train()
