@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PRESETS = ("default", "smoke")
+PRESETS = ("default", "smoke", "full")
 
 
 class SpecError(ValueError):

@@ -51,7 +51,7 @@ def test_bf16_needs_cuda():
 
 
 def test_unknown_preset():
-    with pytest.raises(SpecError, match="allowed: default, smoke"):
+    with pytest.raises(SpecError, match="allowed: default, smoke, full"):
         load_preset("huge")
 
 

@@ -63,3 +63,4 @@ def test_zero_weight_sources_get_nothing():
 def test_scheduled_source_starts_later():
     src = Source("student_pt", ("labeled", "unlabeled"), 0.5, start=0.4)
     assert not src.active(0, 100) and not src.active(39, 100) and src.active(40, 100)
+

@@ -64,6 +64,12 @@ class Method:
         return any(term.kind == "word_kl" for term in self.losses)
 
     @property
+    def relative_cost(self) -> int:
+        """Rough training cost, for scheduling the longest trials first: teacher logits add a
+        forward pass, student PTs add generation at every step."""
+        return 1 + self.needs_teacher_model + 2 * any(s.origin == "student_pt" for s in self.sources)
+
+    @property
     def needs_teacher_pts(self) -> bool:
         return any(s.origin == "teacher_pt" for s in self.sources)
 
