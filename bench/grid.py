@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ TRIAL_CPU = 0.01  # the Tune function only waits on its TorchTrainer
 class TrialProgress(tune.Callback):
     """One line per finished trial (Ray's own tables are off by default)."""
 
-    def __init__(self, total: int, out=sys.stdout):
-        self.total, self.done, self.out, self.start = total, 0, out, time.time()
+    def __init__(self, total: int):
+        self.total, self.done, self.start = total, 0, time.time()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.done += 1
@@ -34,12 +33,12 @@ class TrialProgress(tune.Callback):
         else:
             what = f"FAILED: {result.get('error')}"
         elapsed = time.time() - self.start
-        print(f"[trial {self.done}/{self.total} · {elapsed:.0f}s] {label}: {what}", file=self.out, flush=True)
+        print(f"[trial {self.done}/{self.total} · {elapsed:.0f}s] {label}: {what}", flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
         print(f"[trial {self.done}/{self.total}] {trial.config}: Ray error (see {trial.local_path})",
-              file=self.out, flush=True)
+              flush=True)
 
 
 def concurrency(spec: Spec, cluster_cpus: float) -> int:
@@ -59,7 +58,7 @@ def grid_size(spec: Spec) -> int:
 
 def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False) -> None:
     total = grid_size(spec)
-    param_space = {  # the first key varies slowest: the costliest methods start first
+    param_space = {  # methods costliest first, so within each task the long trials start first
         "method": tune.grid_search(longest_first(spec.methods)),
         "ratio": tune.grid_search(sorted(spec.ratios)),
         "task": tune.grid_search([t.name for t in spec.tasks]),

@@ -64,3 +64,15 @@ def test_grid_end_to_end_and_resume(tmp_path, ray_session, capsys):
     # the report can be rebuilt from the stored rows alone
     assert main(["report", str(run_dir), "--out", str(tmp_path / "rebuilt")]) == 0
     assert (tmp_path / "rebuilt" / "report.html").exists()
+
+
+def test_two_ddp_workers_per_trial(tmp_path, ray_session):
+    """num_workers=2: each trial's TorchTrainer runs DDP over two CPU workers (gloo)."""
+    data = tiny_spec_dict(methods=["joint_teaching"], ratios=[2.0])
+    data["resources"] = {"num_workers": 2, "cpus_per_worker": 0.99}
+    data["storage"] = {"runs_dir": str(tmp_path / "runs")}
+    run_dir = tmp_path / "runs" / "ddp"
+    run(parse_spec(data), run_dir=run_dir)
+    (student,) = [r for r in read_rows(run_dir) if r["role"] == "student"]
+    assert student["status"] == "ok", student.get("error")
+    assert student["config"]["train"]["steps"] == 3 and student["metrics"]["train"]["steps"] == 3
