@@ -12,7 +12,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment spec (default: the built-in 'default' preset)")
     run.add_argument("spec", nargs="?", help="path to a spec YAML (omit to use --preset)")
-    run.add_argument("--preset", default=None, help="built-in spec: default (≈12 min on 2 CPUs), smoke (≈2 min) or full (GPU-scale)")
+    run.add_argument("--preset", default=None, help="built-in spec: default (≈12 min on 2 CPUs), smoke (≈1.5 min) or full (GPU-scale)")
     run.add_argument("--address", default=None, help="connect to an existing Ray cluster (e.g. auto or HOST:PORT)")
     run.add_argument("--run-dir", type=Path, default=None, help="run directory (an existing one resumes: finished trials are kept)")
     run.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")

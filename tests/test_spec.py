@@ -8,8 +8,15 @@ from tests.conftest import tiny_spec_dict
 @pytest.mark.parametrize("name", PRESETS)
 def test_presets_are_valid(name):
     spec = load_preset(name)
-    assert {t.name for t in spec.tasks} == {"d2t", "qg"}
+    assert {t.name for t in spec.tasks} <= {"d2t", "qg"}
     assert {"ft", "word_kd", "seq_kd", "joint_teaching"} <= set(spec.methods)
+
+
+def test_default_preset_runs_both_tasks_in_the_paper_proportions():
+    spec = load_preset("default")
+    assert [t.name for t in spec.tasks] == ["d2t", "qg"]
+    for t in spec.tasks:
+        assert (t.sizes.labeled, t.sizes.unlabeled, t.sizes.dev, t.sizes.test) == (2000, 8000, 500, 500)
 
 
 def _error(mutate) -> str:
