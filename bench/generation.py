@@ -35,8 +35,10 @@ def generate_ids(
     do_sample: bool = False,
     batch_size: int = 64,
     device="cpu",
+    **sampling,
 ) -> list[list[list[int]]]:
-    """For every source, `num_return_sequences` outputs as token ids (eos and pad stripped)."""
+    """For every source, `num_return_sequences` outputs as token ids (eos and pad stripped).
+    `sampling` passes temperature / top_p / top_k through to `generate`."""
     was_training = model.training
     model.eval()
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
@@ -48,7 +50,7 @@ def generate_ids(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
             num_beams=num_beams, num_return_sequences=num_return_sequences,
             do_sample=do_sample, early_stopping=num_beams > 1 or None,
-            pad_token_id=pad_id, eos_token_id=eos_id,
+            pad_token_id=pad_id, eos_token_id=eos_id, **sampling,
         )
         out = out.view(len(idx), num_return_sequences, -1).tolist()
         for j, i in enumerate(idx):

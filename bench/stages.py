@@ -19,7 +19,7 @@ from bench.artifacts import Artifact, ArtifactStore
 from bench.data import Lengths, encode, load_splits, save_splits
 from bench.distill.losses import CrossEntropy
 from bench.distill.loop import train
-from bench.distill.methods import Source
+from bench.distill.methods import PTSpec, Source, get_method
 from bench.distill.streams import Stream
 from bench.evaluate import decode, evaluate_model
 from bench.generation import generate_ids
@@ -29,7 +29,17 @@ from bench.spec import Spec, TaskEntry
 from bench.tokenizer import load_tokenizer, train_tokenizer
 from tasks import SplitSizes, get_task
 
-STAGE_VERSION = {"data": 1, "tokenizer": 1, "teacher": 1, "pseudo_targets": 1, "teacher_eval": 1}
+STAGE_VERSION = {"data": 1, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 1}
+
+
+def pt_label(pt: PTSpec) -> str:
+    """Key of a PT set in `TaskArtifacts.paths` (e.g. `pseudo_targets/beam-k1`)."""
+    return f"pseudo_targets/{pt.slug}"
+
+
+def pt_specs_needed(spec: Spec) -> list[PTSpec]:
+    """Every distinct teacher-PT set the spec's methods train on."""
+    return list(dict.fromkeys(pt for m in spec.methods for pt in get_method(m).pt_specs))
 
 
 @dataclass
@@ -44,11 +54,11 @@ class TaskArtifacts:
     build_seconds: dict[str, float] = field(default_factory=dict)
     teacher_eval: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, art: Artifact) -> Artifact:
-        self.paths[art.stage] = str(art.path)
-        self.hashes[art.stage] = art.hash
-        self.reused[art.stage] = art.reused
-        self.build_seconds[art.stage] = art.build_seconds
+    def add(self, art: Artifact, label: str) -> Artifact:
+        self.paths[label] = str(art.path)
+        self.hashes[label] = art.hash
+        self.reused[label] = art.reused
+        self.build_seconds[label] = art.build_seconds
         return art
 
 
@@ -76,13 +86,14 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     if spec.resources.stage_cpus:
         torch.set_num_threads(max(1, int(spec.resources.stage_cpus)))
 
-    def stage(name: str, key: dict, build: Callable[[Path], None]) -> Artifact:
-        art = out.add(store.get_or_build(name, {"v": STAGE_VERSION[name], **key}, build))
+    def stage(name: str, key: dict, build: Callable[[Path], None], label: str | None = None) -> Artifact:
+        label = label or name
+        art = out.add(store.get_or_build(name, {"v": STAGE_VERSION[name], **key}, build), label)
         if art.reused:
             built = art.meta().get("build_seconds", 0.0)
-            say(f"[{entry.name}] {name}: reused cached {art.hash} (took {built:.0f}s when built); 0s now")
+            say(f"[{entry.name}] {label}: reused cached {art.hash} (took {built:.0f}s when built); 0s now")
         else:
-            say(f"[{entry.name}] {name}: built {art.hash} in {art.build_seconds:.1f}s")
+            say(f"[{entry.name}] {label}: built {art.hash} in {art.build_seconds:.1f}s")
         return art
 
     # data
@@ -136,22 +147,28 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
             teacher = AutoModelForSeq2SeqLM.from_pretrained(str(teacher_art.path)).to(device).eval()
         return teacher
 
-    # teacher pseudo-targets for every labeled and unlabeled input
-    def build_pts(d: Path) -> None:
+    # teacher pseudo-targets for every labeled and unlabeled input, one set per PT spec needed
+    def build_pts(pt: PTSpec, d: Path) -> None:
         model = load_teacher()
+        sampling = pt.strategy == "sample"
+        gen = dict(do_sample=True, temperature=pt.temperature, top_p=pt.top_p, top_k=pt.top_k) if sampling \
+            else dict(num_beams=max(spec.pseudo_targets.num_beams, pt.k))
+        torch.manual_seed(entry.data_seed)
         pts = {}
         for split in ("labeled", "unlabeled"):
             srcs = encode(tok, splits.sources(split), out.lengths.max_source)
             with autocast(amp, device):
                 outs = generate_ids(
                     model, srcs, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
-                    max_new_tokens=out.lengths.max_target, num_beams=spec.pseudo_targets.num_beams,
-                    batch_size=spec.pseudo_targets.batch_size, device=device)
+                    max_new_tokens=out.lengths.max_target, num_return_sequences=pt.k,
+                    batch_size=max(1, spec.pseudo_targets.batch_size // pt.k), device=device, **gen)
             pts[split] = [decode(tok, o) for o in outs]
         (d / "pseudo_targets.json").write_text(json.dumps(pts, ensure_ascii=False))
 
-    stage("pseudo_targets", {"teacher": teacher_art.hash, "data": data.hash,
-                             **spec.pseudo_targets.model_dump()}, build_pts)
+    for pt in pt_specs_needed(spec):
+        key = {"teacher": teacher_art.hash, "data": data.hash, "pts": asdict(pt),
+               "num_beams": spec.pseudo_targets.num_beams, "seed": entry.data_seed}
+        stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt_label(pt))
 
     # the teacher's own test-set row (evaluated once per task)
     def build_teacher_eval(d: Path) -> None:

@@ -29,7 +29,7 @@ from bench.models import build_model, plan_student, shape_of
 from bench.precision import autocast, autocast_dtype
 from bench.results import append_row, finished_row
 from bench.spec import TrainSpec
-from bench.stages import seed_everything
+from bench.stages import pt_label, seed_everything
 from bench.tokenizer import load_tokenizer
 
 REPORTED = ("bleu", "chrf", "params", "realized_ratio", "latency_ms")
@@ -66,9 +66,10 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
         "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
                                    lengths.max_target, add_eos=False)},
     }
-    if method.needs_teacher_pts:
-        pts = json.loads((Path(paths["pseudo_targets"]) / "pseudo_targets.json").read_text())
-        enc["teacher_pts"] = {
+    enc["teacher_pts"] = {}
+    for pt in method.pt_specs:
+        pts = json.loads((Path(paths[pt_label(pt)]) / "pseudo_targets.json").read_text())
+        enc["teacher_pts"][pt] = {
             s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
         }
 

@@ -39,3 +39,45 @@ def test_same_seed_same_result(tiny_artifacts):
     a = distill(_cfg(spec, art, "ft"), 0, 1, torch.device("cpu"))
     b = distill(_cfg(spec, art, "ft"), 0, 1, torch.device("cpu"))
     assert a["train"]["final_loss"] == b["train"]["final_loss"] and a["bleu"] == b["bleu"]
+
+
+@pytest.fixture(scope="module")
+def multi_pt_artifacts(tmp_path_factory):
+    from bench.spec import parse_spec
+    from bench.stages import prepare_task
+    from tests.conftest import tiny_spec_dict
+
+    spec = parse_spec(tiny_spec_dict(methods=["seq_kd_multi", "sampling_pts", "word_kd_pts", "student_pts",
+                                              "joint_teaching"]))
+    return spec, prepare_task(spec, spec.tasks[0], str(tmp_path_factory.mktemp("multi")), say=lambda m: None)
+
+
+def test_k_pseudo_targets_are_built_per_strategy(multi_pt_artifacts):
+    import json
+    from pathlib import Path
+
+    spec, art = multi_pt_artifacts
+    assert {"pseudo_targets/beam-k1", "pseudo_targets/beam-k4", "pseudo_targets/sample-k8-t1-p1-top0"} <= set(art.paths)
+    beams = json.loads((Path(art.paths["pseudo_targets/beam-k4"]) / "pseudo_targets.json").read_text())
+    samples = json.loads((Path(art.paths["pseudo_targets/sample-k8-t1-p1-top0"]) / "pseudo_targets.json").read_text())
+    n = spec.tasks[0].sizes.unlabeled
+    assert len(beams["unlabeled"]) == n and all(len(c) == 4 for c in beams["unlabeled"])
+    assert len(samples["unlabeled"]) == n and all(len(c) == 8 for c in samples["unlabeled"])
+    assert sum(len(set(c)) > 1 for c in samples["unlabeled"]) > n // 2  # samples differ
+
+
+@pytest.mark.parametrize("method", ["seq_kd_multi", "sampling_pts", "word_kd_pts", "student_pts"])
+def test_pt_presets_train(multi_pt_artifacts, method):
+    spec, art = multi_pt_artifacts
+    out = distill(_cfg(spec, art, method), 0, 1, torch.device("cpu"))
+    assert 0 <= out["bleu"] <= 100 and out["train"]["steps"] == spec.student_train.steps
+    assert (out["train"]["student_generated_tokens"] > 0) == (method == "student_pts")
+
+
+def test_joint_teaching_without_student_pts_differs(multi_pt_artifacts):
+    """word_kd_pts is joint_teaching minus its student-PT source: results must differ."""
+    spec, art = multi_pt_artifacts
+    jt = distill(_cfg(spec, art, "joint_teaching"), 0, 1, torch.device("cpu"))
+    no_student = distill(_cfg(spec, art, "word_kd_pts"), 0, 1, torch.device("cpu"))
+    assert jt["train"]["student_generated_tokens"] > 0 == no_student["train"]["student_generated_tokens"]
+    assert jt["train"]["final_loss"] != no_student["train"]["final_loss"]

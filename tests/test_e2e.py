@@ -53,7 +53,7 @@ def test_grid_end_to_end_and_resume(tmp_path, ray_session, capsys):
     lines_before = results_path(run_dir).read_text().splitlines()
     run(spec, run_dir=run_dir)
     out = capsys.readouterr().out
-    assert "[d2t] shared stages: data reused, tokenizer reused, teacher reused, pseudo_targets reused, " \
+    assert "[d2t] shared stages: data reused, tokenizer reused, teacher reused, pseudo_targets/beam-k1 reused, " \
            "teacher_eval reused (0s spent building)" in out
     assert out.count("[stored earlier]") == len(METHODS)
     lines_after = results_path(run_dir).read_text().splitlines()

@@ -1,4 +1,4 @@
-from bench.distill.methods import METHODS, Source, get_method
+from bench.distill.methods import METHODS, PTSpec, Source, get_method
 from bench.distill.streams import Stream, build_streams, split_batch
 
 import pytest
@@ -27,7 +27,7 @@ def test_each_epoch_is_a_permutation():
 def test_joint_teaching_streams():
     enc = {"inputs": {"labeled": [[1], [2]], "unlabeled": [[3], [4], [5]]},
            "gold": {"labeled": [[7], [8]]},
-           "teacher_pts": {"labeled": [[[9]], [[9]]], "unlabeled": [[[9]], [[9]], [[9]]]}}
+           "teacher_pts": {PTSpec(): {"labeled": [[[9]], [[9]]], "unlabeled": [[[9]], [[9]], [[9]]]}}}
     teacher, student = build_streams(get_method("joint_teaching"), enc, seed=0)
     assert teacher.source.origin == "teacher_pt" and len(teacher.inputs) == 5
     assert student.source.origin == "student_pt" and student.targets is None and len(student.inputs) == 5
@@ -36,7 +36,7 @@ def test_joint_teaching_streams():
 
 def test_pts_required_when_method_uses_them():
     enc = {"inputs": {"labeled": [[1]], "unlabeled": [[2]]}, "gold": {"labeled": [[3]]}}
-    with pytest.raises(ValueError, match="needs teacher pseudo-targets"):
+    with pytest.raises(ValueError, match="needs teacher pseudo-targets beam-k1; built: none"):
         build_streams(METHODS["seq_kd"], enc, seed=0)
 
 

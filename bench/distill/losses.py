@@ -5,6 +5,9 @@ over the non-ignored target tokens of the batch (one normalisation rule for all 
 """
 from __future__ import annotations
 
+import inspect
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,22 +41,274 @@ class CrossEntropy(nn.Module):
         return _token_mean(per_token, labels)
 
 
-class ForwardKL(nn.Module):
-    """Word-level KD (Kim & Rush 2016; the paper's "logits KD"): KL(p_teacher || p_student)
-    at every target position, both softened by temperature τ; multiplied by τ² so gradient
-    magnitudes do not shrink as τ grows (Hinton et al. 2015)."""
+# --------------------------------------------------------------------------------------
+# Word-level divergences between the teacher's (p) and the student's (q) next-token
+# distributions.
+# --------------------------------------------------------------------------------------
+
+
+def _kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """KL(a || b) = Σ a (log a − log b) over the last dim, from log-probabilities.
+
+    Entries with a == 0 (log a = −inf, e.g. truncated teacher tokens, or float underflow)
+    contribute exactly 0, with a zero (not NaN) gradient. log b must be finite wherever a > 0.
+    """
+    a = log_a.exp()
+    log_a = torch.where(a > 0, log_a, torch.zeros_like(log_a))
+    return (a * (log_a - log_b)).sum(-1)
+
+
+def _log_mix(log_a: torch.Tensor, log_b: torch.Tensor, w: float) -> torch.Tensor:
+    """log(w·a + (1−w)·b) from log a, log b, for 0 ≤ w ≤ 1, via a stable logsumexp."""
+    if w == 0:
+        return log_b
+    if w == 1:
+        return log_a
+    return torch.logaddexp(log_a + math.log(w), log_b + math.log1p(-w))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+class TokenDivergence(nn.Module):
+    """Base of the word-level divergences D(p_teacher, q_student), averaged over the
+    non-ignored target positions (`_token_mean`).
+
+    * Temperature τ: both distributions are softened, p = softmax(z_t/τ), q = softmax(z_s/τ),
+      and the result is multiplied by τ² so gradient magnitudes do not shrink as τ grows
+      (Hinton et al. 2015). Hence D_τ(z_s, z_t) == τ² · D_1(z_s/τ, z_t/τ). The τ² factor is
+      applied to every divergence, bounded ones (TV) included.
+    * Teacher truncation (optional): `teacher_top_k` keeps the teacher's k most likely tokens,
+      `teacher_top_p` the smallest set of most likely tokens whose cumulative probability is
+      ≥ top_p; both are taken on the τ-softened teacher, top-k first when both are given, and
+      the kept mass is renormalised. The student is never truncated. Truncated tokens have
+      p = 0 exactly and contribute exactly 0 to KL(p‖·)-type terms. A term that needs
+      KL(q‖p) on the raw teacher (reverse KL, JSD with β=1, skew reverse KL with α=0)
+      would be +inf under truncation, so that combination is refused at construction.
+    * Computation is in float32 whatever the input dtype (e.g. bf16); the result is float32.
+    * Teacher logits are detached: gradients reach only the student.
+    * Ignored positions (label == IGNORE_INDEX) are dropped before any computation, so any
+      values there (even inf/NaN) change neither the value nor the gradient.
+
+    Subclasses implement `_divergence(log_p, log_q) -> (N,)` on float32 log-probabilities
+    of shape (N, V), and set `_reverse_on_raw_teacher` when they evaluate KL(q‖p).
+    """
 
     needs_teacher = True
+    name: str = ""
+    _reverse_on_raw_teacher = False
 
-    def __init__(self, temperature: float = 1.0):
+    def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
         super().__init__()
-        self.temperature = temperature
+        if not _is_number(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if teacher_top_k is not None and (
+                not isinstance(teacher_top_k, int) or isinstance(teacher_top_k, bool) or teacher_top_k < 1):
+            raise ValueError(f"teacher_top_k must be None or an integer >= 1, got {teacher_top_k!r}")
+        if teacher_top_p is not None and (not _is_number(teacher_top_p) or not 0 < teacher_top_p <= 1):
+            raise ValueError(f"teacher_top_p must be None or in (0, 1], got {teacher_top_p!r}")
+        self.temperature = float(temperature)
+        self.teacher_top_k = teacher_top_k
+        self.teacher_top_p = None if teacher_top_p is None else float(teacher_top_p)
+
+    @property
+    def truncates_teacher(self) -> bool:
+        return self.teacher_top_k is not None or (self.teacher_top_p is not None and self.teacher_top_p < 1)
+
+    def _check_truncation(self) -> None:
+        """Call at the end of a subclass __init__, once its own parameters are set."""
+        if self._reverse_on_raw_teacher and self.truncates_teacher:
+            raise ValueError(
+                f"{type(self).__name__} evaluates KL(q||p) on the teacher distribution, which is "
+                "infinite once the teacher is truncated; use teacher_top_k=None and teacher_top_p=None, "
+                "or a skewed / JSD divergence")
+
+    def _teacher_log_probs(self, z: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the (τ-softened, optionally truncated) teacher; −inf at
+        truncated tokens. `z` is the float32 teacher logits already divided by τ."""
+        neg_inf = torch.tensor(float("-inf"), dtype=z.dtype, device=z.device)
+        if self.teacher_top_k is not None and self.teacher_top_k < z.shape[-1]:
+            idx = z.topk(self.teacher_top_k, dim=-1).indices
+            keep = torch.zeros_like(z, dtype=torch.bool).scatter(-1, idx, True)
+            z = torch.where(keep, z, neg_inf)
+        if self.teacher_top_p is not None and self.teacher_top_p < 1:
+            sorted_logp, idx = F.log_softmax(z, dim=-1).sort(dim=-1, descending=True)
+            probs = sorted_logp.exp()
+            mass_before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
+            keep_sorted = mass_before < self.teacher_top_p  # always keeps the top token
+            keep = torch.zeros_like(keep_sorted).scatter(-1, idx, keep_sorted)
+            z = torch.where(keep, z, neg_inf)
+        return F.log_softmax(z, dim=-1)
+
+    def _divergence(self, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, student_logits, labels, teacher_logits=None):
         if teacher_logits is None:
-            raise ValueError("ForwardKL needs teacher logits")
+            raise ValueError(f"{type(self).__name__} needs teacher logits")
+        if student_logits.shape != teacher_logits.shape:
+            raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                             f"{tuple(teacher_logits.shape)} differ in shape")
         tau = self.temperature
-        log_p_s = F.log_softmax(student_logits.float() / tau, dim=-1)
-        log_p_t = F.log_softmax(teacher_logits.float() / tau, dim=-1)
-        per_token = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
+        mask = labels.ne(IGNORE_INDEX)
+        log_q = F.log_softmax(student_logits[mask].float() / tau, dim=-1)
+        log_p = self._teacher_log_probs(teacher_logits.detach()[mask].float() / tau)
+        per_token = torch.zeros(labels.shape, dtype=log_q.dtype, device=log_q.device)
+        per_token = per_token.masked_scatter(mask, self._divergence(log_p, log_q))
         return _token_mean(per_token, labels) * tau**2
+
+    def extra_repr(self) -> str:
+        parts = [f"temperature={self.temperature}"]
+        if self.teacher_top_k is not None:
+            parts.append(f"teacher_top_k={self.teacher_top_k}")
+        if self.teacher_top_p is not None:
+            parts.append(f"teacher_top_p={self.teacher_top_p}")
+        return ", ".join(parts)
+
+
+class ForwardKL(TokenDivergence):
+    """Word-level KD (Kim & Rush 2016; the paper's "logits KD"): KL(p_teacher || q_student)
+    at every target position, both softened by temperature τ; multiplied by τ² so gradient
+    magnitudes do not shrink as τ grows (Hinton et al. 2015). Mode-covering.
+    With `teacher_top_k=1` it is the cross-entropy on the teacher's argmax token."""
+
+    name = "forward_kl"
+
+    def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+
+    def _divergence(self, log_p, log_q):
+        return _kl(log_p, log_q)
+
+
+class ReverseKL(TokenDivergence):
+    """KL(q_student || p_teacher): mode-seeking (e.g. MiniLLM, Gu et al. 2024, at word level).
+    Incompatible with teacher truncation (infinite where the student has mass and p = 0)."""
+
+    name = "reverse_kl"
+    _reverse_on_raw_teacher = True
+
+    def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+        self._check_truncation()
+
+    def _divergence(self, log_p, log_q):
+        return _kl(log_q, log_p)
+
+
+class GeneralizedJSD(TokenDivergence):
+    """Generalized Jensen-Shannon divergence of GKD (Agarwal et al. 2024):
+
+        m = β·p + (1−β)·q,    JSD_β(p‖q) = β·KL(p‖m) + (1−β)·KL(q‖m)    for 0 < β < 1.
+
+    No rescaling is applied. The raw JSD_β tends to 0 as β → 0 or β → 1 (m collapses onto q,
+    resp. p), so — the convention of GKD's implementation — the endpoints are *defined* as the
+    KLs: β = 0 returns forward KL(p‖q) and β = 1 returns reverse KL(q‖p). The value is thus
+    discontinuous at the ends. Symmetry: JSD_β(p‖q) == JSD_{1−β}(q‖p). β = 1 is refused with
+    teacher truncation (reverse KL would be infinite); 0 < β < 1 is fine since m > 0.
+    """
+
+    name = "jsd"
+
+    def __init__(self, beta: float = 0.5, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+        if not _is_number(beta) or not 0 <= beta <= 1:
+            raise ValueError(f"beta must be in [0, 1], got {beta!r}")
+        self.beta = float(beta)
+        self._reverse_on_raw_teacher = self.beta == 1
+        self._check_truncation()
+
+    def _divergence(self, log_p, log_q):
+        beta = self.beta
+        if beta == 0:
+            return _kl(log_p, log_q)
+        if beta == 1:
+            return _kl(log_q, log_p)
+        log_m = _log_mix(log_p, log_q, beta)
+        return beta * _kl(log_p, log_m) + (1 - beta) * _kl(log_q, log_m)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, " + super().extra_repr()
+
+
+class TotalVariation(TokenDivergence):
+    """Total variation distance ½ Σ |p − q| (in [0, 1] before the τ² factor)."""
+
+    name = "tv"
+
+    def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+
+    def _divergence(self, log_p, log_q):
+        return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1)
+
+
+class SkewKL(TokenDivergence):
+    """Skew KL of DistiLLM (Ko et al. 2024): KL(p ‖ α·p + (1−α)·q), α in [0, 1).
+    α = 0 is plain forward KL(p‖q); larger α bounds the divergence (≤ −log α) and smooths
+    its gradients."""
+
+    name = "skew_kl"
+
+    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+        if not _is_number(alpha) or not 0 <= alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def _divergence(self, log_p, log_q):
+        return _kl(log_p, _log_mix(log_p, log_q, self.alpha))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, " + super().extra_repr()
+
+
+class SkewReverseKL(TokenDivergence):
+    """Skew reverse KL of DistiLLM (Ko et al. 2024): KL(q ‖ (1−α)·p + α·q), α in [0, 1).
+    α = 0 is plain reverse KL(q‖p) (refused with teacher truncation, being infinite there);
+    α > 0 keeps the mixture positive, so truncation is allowed."""
+
+    name = "skew_reverse_kl"
+
+    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+        if not _is_number(alpha) or not 0 <= alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
+        self.alpha = float(alpha)
+        self._reverse_on_raw_teacher = self.alpha == 0
+        self._check_truncation()
+
+    def _divergence(self, log_p, log_q):
+        return _kl(log_q, _log_mix(log_q, log_p, self.alpha))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, " + super().extra_repr()
+
+
+DIVERGENCES: dict[str, type[TokenDivergence]] = {
+    cls.name: cls for cls in (ForwardKL, ReverseKL, GeneralizedJSD, TotalVariation, SkewKL, SkewReverseKL)
+}
+
+
+def build_divergence(name: str, **kwargs) -> TokenDivergence:
+    """Instantiate the divergence registered under `name` (see `DIVERGENCES`).
+
+    Raises ValueError for an unknown name (listing the allowed ones), for an argument the
+    class does not take (listing those it takes) and for an out-of-range value
+    (β ∉ [0, 1], α ∉ [0, 1), τ ≤ 0, top_p ∉ (0, 1], top_k < 1)."""
+    if name not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {name!r}; allowed: {', '.join(sorted(DIVERGENCES))}")
+    cls = DIVERGENCES[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name!r} does not take {', '.join(unknown)}; allowed arguments: {', '.join(accepted)}")
+    return cls(**kwargs)

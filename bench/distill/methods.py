@@ -17,6 +17,34 @@ InputSplit = Literal["labeled", "unlabeled"]
 
 
 @dataclass(frozen=True)
+class PTSpec:
+    """How the teacher writes its K pseudo-targets per input (generated once, shared).
+
+    `beam`: the top-K hypotheses of one beam search (beam width ≥ K); `sample`: K independent
+    samples at `temperature`, optionally truncated to `top_k` tokens / `top_p` mass. Training
+    uses PT number (epoch mod K) of each input, so K PTs are all visited over K epochs.
+    """
+
+    strategy: Literal["beam", "sample"] = "beam"
+    k: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self):
+        if self.k < 1 or self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"invalid pseudo-target spec {self}: need k >= 1, temperature > 0, "
+                             f"0 < top_p <= 1, top_k >= 0")
+
+    @property
+    def slug(self) -> str:
+        """A readable, unique name (used as the artifact label)."""
+        if self.strategy == "beam":
+            return f"beam-k{self.k}"
+        return f"sample-k{self.k}-t{self.temperature:g}-p{self.top_p:g}-top{self.top_k}"
+
+
+@dataclass(frozen=True)
 class Source:
     """Where a share of each batch comes from.
 
@@ -30,6 +58,7 @@ class Source:
     inputs: tuple[InputSplit, ...] = ("labeled",)
     weight: float = 1.0
     start: float = 0.0
+    pts: PTSpec = PTSpec()  # teacher_pt sources only: which stored PTs to train on
 
     def active(self, step: int, total_steps: int) -> bool:
         return step >= self.start * total_steps
@@ -71,7 +100,12 @@ class Method:
 
     @property
     def needs_teacher_pts(self) -> bool:
-        return any(s.origin == "teacher_pt" for s in self.sources)
+        return bool(self.pt_specs)
+
+    @property
+    def pt_specs(self) -> tuple[PTSpec, ...]:
+        """The teacher-PT sets this method trains on (each built once per task)."""
+        return tuple(dict.fromkeys(s.pts for s in self.sources if s.origin == "teacher_pt"))
 
 
 BOTH = ("labeled", "unlabeled")
@@ -99,6 +133,35 @@ METHODS: dict[str, Method] = {
             "unlabeled input.",
             (Source("teacher_pt", BOTH),),
             (LossTerm("ce"),),
+        ),
+        Method(
+            "seq_kd_multi",
+            "Sequence-level KD on K=4 beam PTs per input (Calderon et al. 2023: several PTs "
+            "beat one); epoch e trains on PT e mod K.",
+            (Source("teacher_pt", BOTH, pts=PTSpec("beam", k=4)),),
+            (LossTerm("ce"),),
+        ),
+        Method(
+            "sampling_pts",
+            "Sequence-level KD on K=8 PTs sampled from the teacher at temperature 1 (Calderon "
+            "et al. 2023: sampled PTs add diversity that beam PTs lack).",
+            (Source("teacher_pt", BOTH, pts=PTSpec("sample", k=8)),),
+            (LossTerm("ce"),),
+        ),
+        Method(
+            "word_kd_pts",
+            "Word-level KD along teacher PTs for labeled and unlabeled inputs (Calderon et al. "
+            "2023): logits KD where the prefixes come from the teacher's own outputs.",
+            (Source("teacher_pt", BOTH),),
+            (LossTerm("word_kl"),),
+        ),
+        Method(
+            "student_pts",
+            "Word-level KD along PTs written only by the current student (on the fly, no "
+            "gradient), for labeled and unlabeled inputs: the Joint-Teaching ablation without "
+            "teacher PTs (Calderon et al. 2023).",
+            (Source("student_pt", BOTH),),
+            (LossTerm("word_kl"),),
         ),
         Method(
             "joint_teaching",

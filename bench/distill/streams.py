@@ -86,7 +86,7 @@ def build_streams(method: Method, encoded: dict, seed: int) -> list[Stream]:
     """Streams for a method's sources.
 
     `encoded` holds token ids: `inputs[split]` (list of source ids), `gold[split]` (one target
-    per input) and, when PTs exist, `teacher_pts[split]` (K targets per input).
+    per input) and `teacher_pts[pt_spec][split]` (K targets per input) for each PT set built.
     """
     streams = []
     for k, src in enumerate(method.sources):
@@ -97,8 +97,10 @@ def build_streams(method: Method, encoded: dict, seed: int) -> list[Stream]:
             if src.origin == "gold":
                 targets += [[t] for t in encoded["gold"][split]]
             elif src.origin == "teacher_pt":
-                if "teacher_pts" not in encoded:
-                    raise ValueError(f"method {method.name!r} needs teacher pseudo-targets, none were built")
-                targets += encoded["teacher_pts"][split]
+                built = encoded.get("teacher_pts", {})
+                if src.pts not in built:
+                    raise ValueError(f"method {method.name!r} needs teacher pseudo-targets "
+                                     f"{src.pts.slug}; built: {[p.slug for p in built] or 'none'}")
+                targets += built[src.pts][split]
         streams.append(Stream(src, inputs, targets, seed=seed * 1000 + k))
     return streams
