@@ -89,7 +89,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     losses = [(term.build(spec.label_smoothing), term.weight) for term in method.losses]
     stats = train(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                   start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
-                  device=device, teacher=teacher, autocast_dtype=amp, log=cfg.get("log"))
+                  device=device, teacher=teacher, autocast_dtype=amp,
+                  noisy_teacher=method.noisy_teacher, log=cfg.get("log"))
     if rank != 0:
         return None
     ev = cfg["eval"]

@@ -81,3 +81,26 @@ def test_joint_teaching_without_student_pts_differs(multi_pt_artifacts):
     no_student = distill(_cfg(spec, art, "word_kd_pts"), 0, 1, torch.device("cpu"))
     assert jt["train"]["student_generated_tokens"] > 0 == no_student["train"]["student_generated_tokens"]
     assert jt["train"]["final_loss"] != no_student["train"]["final_loss"]
+
+
+def test_noisy_teacher_forward_uses_dropout_and_restores_eval(tiny_artifacts):
+    from bench.distill.loop import teacher_forward
+
+    spec, art, _ = tiny_artifacts
+    teacher = AutoModelForSeq2SeqLM.from_pretrained(art.paths["teacher"]).eval()
+    teacher.config.dropout_rate = 0.5
+    for m in teacher.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.5
+    ids = torch.randint(4, 100, (2, 7))
+    mask, dec = torch.ones_like(ids), torch.randint(4, 100, (2, 5))
+    clean = [teacher_forward(teacher, ids, mask, dec) for _ in range(2)]
+    noisy = [teacher_forward(teacher, ids, mask, dec, noisy=True) for _ in range(2)]
+    assert torch.equal(clean[0], clean[1]) and not torch.equal(noisy[0], noisy[1])
+    assert not teacher.training and not clean[0].requires_grad
+
+
+def test_noisy_kd_trains(tiny_artifacts):
+    spec, art, _ = tiny_artifacts
+    out = distill(_cfg(spec, art, "noisy_kd"), 0, 1, torch.device("cpu"))
+    assert out["train"]["teacher_forwards"] > 0 and 0 <= out["bleu"] <= 100

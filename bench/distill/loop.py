@@ -27,6 +27,18 @@ def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tenso
     return dec
 
 
+def teacher_forward(teacher, input_ids, mask, dec_in, noisy: bool = False) -> torch.Tensor:
+    """Teacher logits without gradient. `noisy` keeps dropout active (noisy-teacher KD,
+    Calderon et al. 2023 after Xie et al. 2020); the teacher is back in eval mode after."""
+    teacher.train(noisy)
+    try:
+        with torch.inference_mode():
+            logits = teacher(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
+    finally:
+        teacher.eval()
+    return logits.clone()  # a normal tensor again, usable next to autograd
+
+
 def lr_lambda(spec: TrainSpec) -> Callable[[int], float]:
     """Linear warm-up, then linear decay to 10% of the peak."""
 
@@ -52,6 +64,7 @@ def train(
     device,
     teacher=None,
     autocast_dtype: torch.dtype | None = None,
+    noisy_teacher: bool = False,
     log: Callable[[dict], None] | None = None,
     log_every: int = 50,
 ) -> dict:
@@ -92,10 +105,7 @@ def train(
         teacher_logits = None
         with amp:
             if needs_teacher:
-                with torch.inference_mode():
-                    teacher_logits = teacher(input_ids=input_ids, attention_mask=mask,
-                                             decoder_input_ids=dec_in).logits
-                teacher_logits = teacher_logits.clone()  # leave inference mode for autograd
+                teacher_logits = teacher_forward(teacher, input_ids, mask, dec_in, noisy=noisy_teacher)
                 stats["teacher_forwards"] += len(sources)
             logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
             loss = sum(w * term(logits, labels, teacher_logits) for term, w in loss_terms)

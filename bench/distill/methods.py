@@ -86,6 +86,7 @@ class Method:
     description: str
     sources: tuple[Source, ...]
     losses: tuple[LossTerm, ...]
+    noisy_teacher: bool = False  # teacher logits computed with dropout active
 
     @property
     def needs_teacher_model(self) -> bool:
@@ -125,6 +126,15 @@ METHODS: dict[str, Method] = {
             "matches the teacher's next-token distribution along gold prefixes.",
             (Source("gold"),),
             (LossTerm("word_kl"),),
+        ),
+        Method(
+            "noisy_kd",
+            "Noisy-teacher word-level KD on the labeled split (Calderon et al. 2023, after "
+            "Noisy Student, Xie et al. 2020): the teacher's logits come from a forward pass "
+            "with dropout active, a different noise at every step.",
+            (Source("gold"),),
+            (LossTerm("word_kl"),),
+            noisy_teacher=True,
         ),
         Method(
             "seq_kd",
