@@ -104,3 +104,21 @@ def test_noisy_kd_trains(tiny_artifacts):
     spec, art, _ = tiny_artifacts
     out = distill(_cfg(spec, art, "noisy_kd"), 0, 1, torch.device("cpu"))
     assert out["train"]["teacher_forwards"] > 0 and 0 <= out["bleu"] <= 100
+
+
+@pytest.mark.parametrize("method", ["att_kd", "hidden_kd"])
+def test_relation_presets_train(tiny_artifacts, method):
+    spec, art, _ = tiny_artifacts
+    out = distill(_cfg(spec, art, method), 0, 1, torch.device("cpu"))
+    assert out["train"]["teacher_forwards"] > 0 and 0 <= out["bleu"] <= 100
+
+
+def test_gkd_trains_with_jsd_and_student_outputs(tiny_artifacts):
+    from bench.distill.losses import GeneralizedJSD
+    from bench.distill.methods import get_method
+
+    (term,) = [t.build() for t in get_method("gkd").losses]
+    assert isinstance(term, GeneralizedJSD) and term.beta == 0.5
+    spec, art, _ = tiny_artifacts
+    out = distill(_cfg(spec, art, "gkd"), 0, 1, torch.device("cpu"))
+    assert out["train"]["student_generated_tokens"] > 0 and 0 <= out["bleu"] <= 100

@@ -64,3 +64,4 @@ def test_scheduled_source_starts_later():
     src = Source("student_pt", ("labeled", "unlabeled"), 0.5, start=0.4)
     assert not src.active(0, 100) and not src.active(39, 100) and src.active(40, 100)
 
+

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from bench.distill.losses import IGNORE_INDEX
+from bench.distill.relations import capture
 from bench.distill.streams import Stream, split_batch
 from bench.precision import autocast
 from bench.generation import generate_ids, labels_from_targets, pad_batch
@@ -70,6 +71,8 @@ def train(
 ) -> dict:
     """Run `spec.steps` optimisation steps; returns training statistics (costs, last loss)."""
     needs_teacher = any(getattr(term, "needs_teacher", False) for term, _ in loss_terms)
+    vectors = tuple(dict.fromkeys(v for term, _ in loss_terms if getattr(term, "needs_activations", False)
+                                  for v in term.vectors))  # encoder activations relation terms compare
     if needs_teacher and teacher is None:
         raise ValueError("a loss term needs the teacher's logits but no teacher was given")
     counts: list[int] = []
@@ -102,13 +105,19 @@ def train(
         input_ids, mask = pad_batch(sources, pad_id, device)
         labels = labels_from_targets(targets, eos_id, max_target, device)
         dec_in = shift_right(labels, start_id, pad_id)
-        teacher_logits = None
+        teacher_logits, t_acts, s_acts = None, {}, {}
         with amp:
             if needs_teacher:
-                teacher_logits = teacher_forward(teacher, input_ids, mask, dec_in, noisy=noisy_teacher)
+                with capture(teacher, vectors) as t_acts:
+                    teacher_logits = teacher_forward(teacher, input_ids, mask, dec_in, noisy=noisy_teacher)
+                t_acts = {k: v.clone() for k, v in t_acts.items()}  # out of inference mode
                 stats["teacher_forwards"] += len(sources)
-            logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
-            loss = sum(w * term(logits, labels, teacher_logits) for term, w in loss_terms)
+            with capture(model, vectors) as s_acts:
+                logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
+            acts = {"student_acts": s_acts, "teacher_acts": t_acts, "source_mask": mask}
+            loss = sum(w * term(logits, labels, teacher_logits,
+                                **(acts if getattr(term, "needs_activations", False) else {}))
+                       for term, w in loss_terms)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
         optim.zero_grad(set_to_none=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.distill.losses import CrossEntropy, ForwardKL
+from bench.distill.losses import DIVERGENCES, CrossEntropy, build_divergence
+from bench.distill.relations import RelationKD
 
 TargetOrigin = Literal["gold", "teacher_pt", "student_pt"]
 InputSplit = Literal["labeled", "unlabeled"]
@@ -68,16 +69,48 @@ class Source:
             raise ValueError("gold targets exist only for the labeled split")
 
 
+RELATION_KINDS = {"att_rel": ("q", "k", "v"), "hidden_rel": ("hidden",)}
+
+
 @dataclass(frozen=True)
 class LossTerm:
-    kind: Literal["ce", "word_kl"]
+    """A weighted loss term.
+
+    kind: `ce` (cross-entropy on the batch's targets); a word-level divergence between teacher
+    and student next-token distributions — `word_kl` (= `forward_kl`, the paper's), `reverse_kl`,
+    `jsd` (generalized JSD, `beta`), `tv`, `skew_kl` / `skew_reverse_kl` (`alpha`) — at
+    temperature τ with τ² scaling and optional teacher truncation (`teacher_top_k`/`_top_p`);
+    or a relation term over the last encoder layer: `att_rel` (Q/K/V) or `hidden_rel`.
+    """
+
+    kind: str
     weight: float = 1.0
     temperature: float = 1.0
+    beta: float | None = None
+    alpha: float | None = None
+    teacher_top_k: int | None = None
+    teacher_top_p: float | None = None
+    relation_heads: int = 4
+
+    def __post_init__(self):
+        allowed = ["ce", "word_kl", *DIVERGENCES, *RELATION_KINDS]
+        if self.kind not in allowed:
+            raise ValueError(f"unknown loss kind {self.kind!r}; allowed: {', '.join(allowed)}")
 
     def build(self, label_smoothing: float = 0.0):
         if self.kind == "ce":
             return CrossEntropy(label_smoothing)
-        return ForwardKL(self.temperature)
+        if self.kind in RELATION_KINDS:
+            return RelationKD(RELATION_KINDS[self.kind], self.relation_heads)
+        extras = {k: v for k, v in (("beta", self.beta), ("alpha", self.alpha),
+                                    ("teacher_top_k", self.teacher_top_k),
+                                    ("teacher_top_p", self.teacher_top_p)) if v is not None}
+        name = "forward_kl" if self.kind == "word_kl" else self.kind
+        return build_divergence(name, temperature=self.temperature, **extras)
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.kind != "ce"
 
 
 @dataclass(frozen=True)
@@ -91,7 +124,7 @@ class Method:
     @property
     def needs_teacher_model(self) -> bool:
         """Whether the teacher must be loaded during training (for its logits)."""
-        return any(term.kind == "word_kl" for term in self.losses)
+        return any(term.needs_teacher for term in self.losses)
 
     @property
     def relative_cost(self) -> int:
@@ -137,6 +170,21 @@ METHODS: dict[str, Method] = {
             noisy_teacher=True,
         ),
         Method(
+            "att_kd",
+            "Attention-relation KD (MiniLM/MiniLMv2, Wang et al. 2020/2021; the paper's "
+            "attention-relation baseline): cross-entropy on gold targets plus KL between "
+            "teacher and student Q/K/V self-relations of the last encoder layer.",
+            (Source("gold"),),
+            (LossTerm("ce"), LossTerm("att_rel")),
+        ),
+        Method(
+            "hidden_kd",
+            "Hidden-state relation KD: cross-entropy on gold targets plus KL between teacher "
+            "and student self-relations of the last encoder layer's hidden states.",
+            (Source("gold"),),
+            (LossTerm("ce"), LossTerm("hidden_rel")),
+        ),
+        Method(
             "seq_kd",
             "Sequence-level KD with pseudo-targets (Kim & Rush 2016; Calderon et al. 2023 "
             "realistic setup): cross-entropy on one teacher beam PT for every labeled and "
@@ -172,6 +220,15 @@ METHODS: dict[str, Method] = {
             "teacher PTs (Calderon et al. 2023).",
             (Source("student_pt", BOTH),),
             (LossTerm("word_kl"),),
+        ),
+        Method(
+            "gkd",
+            "Generalized KD (Agarwal et al. 2024, GKD): generalized JSD (β=0.5) between teacher "
+            "and student token distributions on a mix of fixed sequences (teacher PTs) and "
+            "on-policy student outputs with on-policy fraction λ=0.5 (student outputs join after "
+            "40% of training, as our students start from scratch).",
+            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5, start=0.4)),
+            (LossTerm("jsd", beta=0.5),),
         ),
         Method(
             "joint_teaching",
