@@ -90,7 +90,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     stats = train(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                   start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
                   device=device, teacher=teacher, autocast_dtype=amp,
-                  noisy_teacher=method.noisy_teacher, log=cfg.get("log"))
+                  noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale, log=cfg.get("log"))
     if rank != 0:
         return None
     ev = cfg["eval"]

@@ -28,6 +28,14 @@ def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tenso
     return dec
 
 
+def student_pseudo_targets(model, inputs, *, pad_id, eos_id, max_new_tokens, device) -> list[list[int]]:
+    """Greedy outputs of the student as it is now (no gradient, dropout off, then back to
+    training mode): the on-the-fly PTs of Joint-Teaching / on-policy methods."""
+    outs = generate_ids(unwrap(model), inputs, pad_id=pad_id, eos_id=eos_id,
+                        max_new_tokens=max_new_tokens, batch_size=len(inputs), device=device)
+    return [o[0] for o in outs]
+
+
 def teacher_forward(teacher, input_ids, mask, dec_in, noisy: bool = False) -> torch.Tensor:
     """Teacher logits without gradient. `noisy` keeps dropout active (noisy-teacher KD,
     Calderon et al. 2023 after Xie et al. 2020); the teacher is back in eval mode after."""
@@ -66,6 +74,7 @@ def train(
     teacher=None,
     autocast_dtype: torch.dtype | None = None,
     noisy_teacher: bool = False,
+    auto_scale: bool = False,
     log: Callable[[dict], None] | None = None,
     log_every: int = 50,
 ) -> dict:
@@ -76,6 +85,7 @@ def train(
     if needs_teacher and teacher is None:
         raise ValueError("a loss term needs the teacher's logits but no teacher was given")
     counts: list[int] = []
+    scales: list[float] | None = None
     optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda(spec))
     amp = autocast(autocast_dtype, device)
@@ -95,11 +105,10 @@ def train(
             examples = stream.take(n)
             if stream.targets is None:  # student pseudo-targets from the current weights
                 with amp:
-                    written = generate_ids(unwrap(model), [x for x, _ in examples], pad_id=pad_id,
-                                           eos_id=eos_id, max_new_tokens=max_target, batch_size=n,
-                                           device=device)
-                examples = [(x, w[0]) for (x, _), w in zip(examples, written)]
-                stats["student_generated_tokens"] += sum(len(w[0]) + 1 for w in written)
+                    written = student_pseudo_targets(model, [x for x, _ in examples], pad_id=pad_id,
+                                                     eos_id=eos_id, max_new_tokens=max_target, device=device)
+                examples = [(x, w) for (x, _), w in zip(examples, written)]
+                stats["student_generated_tokens"] += sum(len(w) + 1 for w in written)
             sources += [x for x, _ in examples]
             targets += [y for _, y in examples]
         input_ids, mask = pad_batch(sources, pad_id, device)
@@ -115,9 +124,13 @@ def train(
             with capture(model, vectors) as s_acts:
                 logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
             acts = {"student_acts": s_acts, "teacher_acts": t_acts, "source_mask": mask}
-            loss = sum(w * term(logits, labels, teacher_logits,
-                                **(acts if getattr(term, "needs_activations", False) else {}))
-                       for term, w in loss_terms)
+            values = [term(logits, labels, teacher_logits,
+                           **(acts if getattr(term, "needs_activations", False) else {}))
+                      for term, _ in loss_terms]
+            if scales is None:  # auto-scaling: every term starts near its weight (paper's recipe)
+                scales = [1 / max(v.item(), 1e-8) if auto_scale else 1.0 for v in values]
+                stats["loss_scales"] = scales
+            loss = sum(w * s * v for (_, w), s, v in zip(loss_terms, scales, values))
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
         optim.zero_grad(set_to_none=True)

@@ -120,6 +120,7 @@ class Method:
     sources: tuple[Source, ...]
     losses: tuple[LossTerm, ...]
     noisy_teacher: bool = False  # teacher logits computed with dropout active
+    auto_scale: bool = False  # divide each loss term by its first-step value, so each starts near its weight
 
     @property
     def needs_teacher_model(self) -> bool:
@@ -176,6 +177,7 @@ METHODS: dict[str, Method] = {
             "teacher and student Q/K/V self-relations of the last encoder layer.",
             (Source("gold"),),
             (LossTerm("ce"), LossTerm("att_rel")),
+            auto_scale=True,
         ),
         Method(
             "hidden_kd",
@@ -183,6 +185,7 @@ METHODS: dict[str, Method] = {
             "and student self-relations of the last encoder layer's hidden states.",
             (Source("gold"),),
             (LossTerm("ce"), LossTerm("hidden_rel")),
+            auto_scale=True,
         ),
         Method(
             "seq_kd",
