@@ -76,3 +76,18 @@ def test_two_ddp_workers_per_trial(tmp_path, ray_session):
     (student,) = [r for r in read_rows(run_dir) if r["role"] == "student"]
     assert student["status"] == "ok", student.get("error")
     assert student["config"]["train"]["steps"] == 3 and student["metrics"]["train"]["steps"] == 3
+
+
+def test_every_preset_in_one_grid_and_report(tmp_path, ray_session):
+    from bench.distill.methods import METHODS
+
+    data = tiny_spec_dict(methods=list(METHODS), ratios=[2.0])
+    data["storage"] = {"runs_dir": str(tmp_path / "runs")}
+    run_dir = tmp_path / "runs" / "all"
+    report = run(parse_spec(data), run_dir=run_dir)
+    students = {r["method"]: r for r in read_rows(run_dir) if r["role"] == "student"}
+    assert set(students) == set(METHODS)
+    assert all(r["status"] == "ok" for r in students.values()), {m: r.get("error") for m, r in students.items()}
+    md = (run_dir / "report" / "report.md").read_text()
+    assert all(f"| {m} " in md for m in METHODS)
+    assert report.exists()
