@@ -249,48 +249,45 @@ class TotalVariation(TokenDivergence):
         return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1)
 
 
-class SkewKL(TokenDivergence):
+class _Skew(TokenDivergence):
+    """Shared by the skew divergences: the mixture weight α in [0, 1)."""
+
+    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+        if not _is_number(alpha) or not 0 <= alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, " + super().extra_repr()
+
+
+class SkewKL(_Skew):
     """Skew KL of DistiLLM (Ko et al. 2024): KL(p ‖ α·p + (1−α)·q), α in [0, 1).
     α = 0 is plain forward KL(p‖q); larger α bounds the divergence (≤ −log α) and smooths
     its gradients."""
 
     name = "skew_kl"
 
-    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
-        if not _is_number(alpha) or not 0 <= alpha < 1:
-            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
-        self.alpha = float(alpha)
-
     def _divergence(self, log_p, log_q):
         return _kl(log_p, _log_mix(log_p, log_q, self.alpha))
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, " + super().extra_repr()
 
-
-class SkewReverseKL(TokenDivergence):
+class SkewReverseKL(_Skew):
     """Skew reverse KL of DistiLLM (Ko et al. 2024): KL(q ‖ (1−α)·p + α·q), α in [0, 1).
     α = 0 is plain reverse KL(q‖p) (refused with teacher truncation, being infinite there);
     α > 0 keeps the mixture positive, so truncation is allowed."""
 
     name = "skew_reverse_kl"
 
-    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
-        if not _is_number(alpha) or not 0 <= alpha < 1:
-            raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
-        self.alpha = float(alpha)
+    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, **truncation):
+        super().__init__(alpha, temperature, **truncation)
         self._reverse_on_raw_teacher = self.alpha == 0
         self._check_truncation()
 
     def _divergence(self, log_p, log_q):
         return _kl(log_q, _log_mix(log_q, log_p, self.alpha))
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, " + super().extra_repr()
 
 
 DIVERGENCES: dict[str, type[TokenDivergence]] = {
