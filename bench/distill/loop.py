@@ -80,8 +80,8 @@ def train(
 ) -> dict:
     """Run `spec.steps` optimisation steps; returns training statistics (costs, last loss)."""
     needs_teacher = any(getattr(term, "needs_teacher", False) for term, _ in loss_terms)
-    vectors = tuple(dict.fromkeys(v for term, _ in loss_terms if getattr(term, "needs_activations", False)
-                                  for v in term.vectors))  # encoder activations relation terms compare
+    uses_acts = [getattr(term, "needs_activations", False) for term, _ in loss_terms]  # once, not per step
+    vectors = tuple(dict.fromkeys(v for (term, _), a in zip(loss_terms, uses_acts) if a for v in term.vectors))
     if needs_teacher and teacher is None:
         raise ValueError("a loss term needs the teacher's logits but no teacher was given")
     counts: list[int] = []
@@ -124,9 +124,8 @@ def train(
             with capture(model, vectors) as s_acts:
                 logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
             acts = {"student_acts": s_acts, "teacher_acts": t_acts, "source_mask": mask}
-            values = [term(logits, labels, teacher_logits,
-                           **(acts if getattr(term, "needs_activations", False) else {}))
-                      for term, _ in loss_terms]
+            values = [term(logits, labels, teacher_logits, **(acts if a else {}))
+                      for (term, _), a in zip(loss_terms, uses_acts)]
             if scales is None:  # auto-scaling: every term starts near its weight (paper's recipe)
                 scales = [1 / max(v.item(), 1e-8) if auto_scale else 1.0 for v in values]
                 stats["loss_scales"] = scales
