@@ -66,10 +66,11 @@ def test_gradient_reaches_only_the_student():
 # Word-level divergences
 # ---------------------------------------------------------------------------------------
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.distill.losses import (  # noqa: E402
+from bench.distill.losses import (
     DIVERGENCES,
+    GKDJSD,
     GeneralizedJSD,
     ReverseKL,
     SkewKL,
@@ -86,6 +87,7 @@ ALL_DIVERGENCES = [
     GeneralizedJSD(0.3),
     GeneralizedJSD(0.5),
     GeneralizedJSD(1.0),
+    GKDJSD(0.5),
     TotalVariation(),
     SkewKL(0.0),
     SkewKL(0.1),
@@ -111,10 +113,11 @@ def _reference(name, p, q, param=None):
         return _np_kl(q, p)
     if name == "tv":
         return 0.5 * float(np.abs(p - q).sum())
-    if name == "jsd":
+    if name in ("jsd", "gkd_jsd"):
         b = param
         m = b * p + (1 - b) * q
-        return b * _np_kl(p, m) + (1 - b) * _np_kl(q, m)
+        raw = b * _np_kl(p, m) + (1 - b) * _np_kl(q, m)
+        return raw if name == "gkd_jsd" else raw / (b * (1 - b))
     if name == "skew_kl":
         return _np_kl(p, param * p + (1 - param) * q)
     if name == "skew_reverse_kl":
@@ -138,6 +141,8 @@ def _hand_made_inputs():
     ("jsd", 0.5, GeneralizedJSD(0.5)),
     ("jsd", 0.3, GeneralizedJSD(0.3)),
     ("jsd", 0.9, GeneralizedJSD(0.9)),
+    ("gkd_jsd", 0.5, GKDJSD(0.5)),
+    ("gkd_jsd", 0.1, GKDJSD(0.1)),
     ("skew_kl", 0.1, SkewKL(0.1)),
     ("skew_kl", 0.5, SkewKL(0.5)),
     ("skew_reverse_kl", 0.1, SkewReverseKL(0.1)),
@@ -156,7 +161,8 @@ def test_jsd_half_is_the_classic_jensen_shannon():
     classic = 0.5 * float(np.sum(p * np.log(p / m))) + 0.5 * float(np.sum(q * np.log(q / m)))
     s, t, labels = _hand_made_inputs()
     labels = torch.tensor([[0, IGNORE_INDEX, IGNORE_INDEX]])
-    assert GeneralizedJSD(0.5)(s, labels, t).item() == pytest.approx(classic, rel=1e-5)
+    assert GKDJSD(0.5)(s, labels, t).item() == pytest.approx(classic, rel=1e-5)
+    assert GeneralizedJSD(0.5)(s, labels, t).item() == pytest.approx(4 * classic, rel=1e-5)
     assert classic <= math.log(2)
 
 
@@ -173,13 +179,24 @@ def test_divergences_nonnegative_and_zero_when_equal(div):
 
 def test_jsd_endpoints_are_the_kls_and_roles_swap_with_beta():
     s, t, labels = _batch(1)
-    assert GeneralizedJSD(0.0)(s, labels, t).item() == ForwardKL()(s, labels, t).item()
-    assert GeneralizedJSD(1.0)(s, labels, t).item() == ReverseKL()(s, labels, t).item()
-    # JSD_β(p, q) == JSD_{1-β}(q, p): swap teacher and student.
-    assert GeneralizedJSD(0.3)(s, labels, t).item() == pytest.approx(
-        GeneralizedJSD(0.7)(t, labels, s).item(), rel=1e-5)
-    # The raw JSD_β vanishes towards the ends (hence the KL convention there).
-    assert GeneralizedJSD(1e-4)(s, labels, t).item() < 1e-2 * ForwardKL()(s, labels, t).item()
+    fkl, rkl = ForwardKL()(s, labels, t).item(), ReverseKL()(s, labels, t).item()
+    for cls in (GeneralizedJSD, GKDJSD):
+        assert cls(0.0)(s, labels, t).item() == fkl
+        assert cls(1.0)(s, labels, t).item() == rkl
+        # JSD_β(p, q) == JSD_{1-β}(q, p): swap teacher and student.
+        assert cls(0.3)(s, labels, t).item() == pytest.approx(cls(0.7)(t, labels, s).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-4])
+def test_jsd_is_continuous_at_its_ends(eps):
+    s, t, labels = _batch(1)
+    fkl, rkl = ForwardKL()(s, labels, t).item(), ReverseKL()(s, labels, t).item()
+    assert GeneralizedJSD(eps)(s, labels, t).item() == pytest.approx(fkl, rel=5 * eps)
+    assert GeneralizedJSD(1 - eps)(s, labels, t).item() == pytest.approx(rkl, rel=5 * eps)
+    # GKD's raw value vanishes towards the ends: it differs by exactly β(1-β)
+    raw = GKDJSD(eps)(s, labels, t).item()
+    assert raw == pytest.approx(eps * (1 - eps) * GeneralizedJSD(eps)(s, labels, t).item(), rel=1e-5)
+    assert raw < 10 * eps * fkl
 
 
 def test_skew_kls_at_zero_are_the_plain_kls():
@@ -316,7 +333,7 @@ def test_bfloat16_inputs_computed_in_float32(div):
 
 
 def test_registry_and_build_divergence():
-    assert set(DIVERGENCES) == {"forward_kl", "reverse_kl", "jsd", "tv", "skew_kl", "skew_reverse_kl"}
+    assert set(DIVERGENCES) == {"forward_kl", "reverse_kl", "jsd", "gkd_jsd", "tv", "skew_kl", "skew_reverse_kl"}
     assert DIVERGENCES["jsd"] is GeneralizedJSD and DIVERGENCES["tv"] is TotalVariation
     d = build_divergence("jsd", beta=0.2, temperature=2.0, teacher_top_k=5)
     assert isinstance(d, GeneralizedJSD) and (d.beta, d.temperature, d.teacher_top_k) == (0.2, 2.0, 5)
@@ -326,7 +343,7 @@ def test_registry_and_build_divergence():
 
 
 @pytest.mark.parametrize("name,kwargs,match", [
-    ("kl", {}, "forward_kl, jsd, reverse_kl, skew_kl, skew_reverse_kl, tv"),
+    ("kl", {}, "forward_kl, gkd_jsd, jsd, reverse_kl, skew_kl, skew_reverse_kl, tv"),
     ("jsd", {"beta": 1.5}, r"beta must be in \[0, 1\]"),
     ("jsd", {"beta": -0.1}, r"beta must be in \[0, 1\]"),
     ("skew_kl", {"alpha": 1.0}, r"alpha must be in \[0, 1\)"),

@@ -58,13 +58,19 @@ def _kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     return (a * (log_a - log_b)).sum(-1)
 
 
-def _log_mix(log_a: torch.Tensor, log_b: torch.Tensor, w: float) -> torch.Tensor:
-    """log(w·a + (1−w)·b) from log a, log b, for 0 ≤ w ≤ 1, via a stable logsumexp."""
-    if w == 0:
-        return log_b
-    if w == 1:
-        return log_a
-    return torch.logaddexp(log_a + math.log(w), log_b + math.log1p(-w))
+def _kl_to_mix(log_a: torch.Tensor, log_b: torch.Tensor, w: float) -> torch.Tensor:
+    """KL(a ‖ w·a + (1−w)·b) for 0 ≤ w < 1, from log-probabilities.
+
+    Computed from the log-ratio log(m/a) = logaddexp(log w, log(1−w) + log b − log a) rather
+    than from log m − log a: when m is close to a (w near 1, or a mixture weight near 0 in
+    JSD) the difference of two rounded logs would swamp the tiny true value in float32.
+    Entries with a == 0 contribute exactly 0.
+    """
+    a = log_a.exp()
+    ratio = torch.where(a > 0, log_b - log_a, torch.zeros_like(log_a))
+    log_w = math.log(w) if w > 0 else float("-inf")
+    log_m_over_a = torch.logaddexp(torch.full_like(ratio, log_w), ratio + math.log1p(-w))
+    return -(a * log_m_over_a).sum(-1)
 
 
 def _is_number(x) -> bool:
@@ -201,18 +207,22 @@ class ReverseKL(TokenDivergence):
 
 
 class GeneralizedJSD(TokenDivergence):
-    """Generalized Jensen-Shannon divergence of GKD (Agarwal et al. 2024):
+    """Generalized Jensen-Shannon divergence, normalised so that it interpolates *continuously*
+    between forward KL (β = 0) and reverse KL (β = 1):
 
-        m = β·p + (1−β)·q,    JSD_β(p‖q) = β·KL(p‖m) + (1−β)·KL(q‖m)    for 0 < β < 1.
+        m = β·p + (1−β)·q,    JSD_β(p‖q) = β·KL(p‖m) + (1−β)·KL(q‖m),
+        value = JSD_β(p‖q) / (β(1−β))   for 0 < β < 1;   KL(p‖q) at β = 0;   KL(q‖p) at β = 1.
 
-    No rescaling is applied. The raw JSD_β tends to 0 as β → 0 or β → 1 (m collapses onto q,
-    resp. p), so — the convention of GKD's implementation — the endpoints are *defined* as the
-    KLs: β = 0 returns forward KL(p‖q) and β = 1 returns reverse KL(q‖p). The value is thus
-    discontinuous at the ends. Symmetry: JSD_β(p‖q) == JSD_{1−β}(q‖p). β = 1 is refused with
-    teacher truncation (reverse KL would be infinite); 0 < β < 1 is fine since m > 0.
+    Why the normalisation: the raw JSD_β of GKD (Agarwal et al. 2024) is ≈ β·KL(p‖q) near
+    β = 0 and ≈ (1−β)·KL(q‖p) near β = 1, so it vanishes at the ends; dividing by β(1−β) makes
+    the limits exactly the two KLs. For a fixed β this is GKD's loss times the constant
+    1/(β(1−β)) (4 at β = 0.5): the same minimiser and gradient direction. `gkd_jsd` gives GKD's
+    own values. Symmetry: JSD_β(p‖q) == JSD_{1−β}(q‖p). β = 1 is refused with teacher
+    truncation (reverse KL would be infinite); 0 < β < 1 is fine since m > 0.
     """
 
     name = "jsd"
+    _normalised = True
 
     def __init__(self, beta: float = 0.5, temperature: float = 1.0, *, teacher_top_k: int | None = None,
                  teacher_top_p: float | None = None):
@@ -229,11 +239,22 @@ class GeneralizedJSD(TokenDivergence):
             return _kl(log_p, log_q)
         if beta == 1:
             return _kl(log_q, log_p)
-        log_m = _log_mix(log_p, log_q, beta)
-        return beta * _kl(log_p, log_m) + (1 - beta) * _kl(log_q, log_m)
+        # m = β·p + (1−β)·q, seen from p (weight β on p) and from q (weight 1−β on q)
+        raw = beta * _kl_to_mix(log_p, log_q, beta) + (1 - beta) * _kl_to_mix(log_q, log_p, 1 - beta)
+        return raw / (beta * (1 - beta)) if self._normalised else raw
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, " + super().extra_repr()
+
+
+class GKDJSD(GeneralizedJSD):
+    """GKD's generalized JSD exactly as Agarwal et al. (2024) and TRL's `GKDTrainer` compute it:
+    the raw JSD_β for 0 < β < 1, with the endpoints *defined* as forward KL (β = 0) and
+    reverse KL (β = 1) — so, unlike `jsd`, it is discontinuous there (the raw value tends to
+    0). Use it to reproduce GKD's loss values; `jsd` = this / (β(1−β))."""
+
+    name = "gkd_jsd"
+    _normalised = False
 
 
 class TotalVariation(TokenDivergence):
@@ -271,7 +292,7 @@ class SkewKL(_Skew):
     name = "skew_kl"
 
     def _divergence(self, log_p, log_q):
-        return _kl(log_p, _log_mix(log_p, log_q, self.alpha))
+        return _kl_to_mix(log_p, log_q, self.alpha)
 
 
 class SkewReverseKL(_Skew):
@@ -287,11 +308,12 @@ class SkewReverseKL(_Skew):
         self._check_truncation()
 
     def _divergence(self, log_p, log_q):
-        return _kl(log_q, _log_mix(log_q, log_p, self.alpha))
+        return _kl_to_mix(log_q, log_p, self.alpha)
 
 
 DIVERGENCES: dict[str, type[TokenDivergence]] = {
-    cls.name: cls for cls in (ForwardKL, ReverseKL, GeneralizedJSD, TotalVariation, SkewKL, SkewReverseKL)
+    cls.name: cls for cls in (ForwardKL, ReverseKL, GeneralizedJSD, GKDJSD, TotalVariation, SkewKL,
+                           SkewReverseKL)
 }
 
 
