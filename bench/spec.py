@@ -62,6 +62,8 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    dev_every: int = Field(50, ge=0)  # dev-loss evaluation period in steps (learning curves); 0 = never
+    dev_examples: int = Field(200, ge=1)  # dev examples per evaluation (the first N of the dev split)
 
 
 class TeacherSpec(Strict):

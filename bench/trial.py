@@ -90,7 +90,9 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     stats = train(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                   start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
                   device=device, teacher=teacher, autocast_dtype=amp,
-                  noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale, log=cfg.get("log"))
+                  noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
+                  schedule=method.schedule, dev=dev_pairs(tok, splits, lengths, spec.dev_examples),
+                  seed=cfg["seed"] * 1000 + rank, log=cfg.get("log"))
     if rank != 0:
         return None
     ev = cfg["eval"]
@@ -101,6 +103,14 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params,
                    student_shape=_shape(plan.config), train=stats)
     return metrics
+
+
+def dev_pairs(tok, splits, lengths: Lengths, n: int) -> list[tuple[list[int], list[int]]]:
+    """The first n dev examples as (source ids, first-reference ids), for dev losses."""
+    rows = splits.splits["dev"][:n]
+    sources = encode(tok, [r["source"] for r in rows], lengths.max_source)
+    targets = encode(tok, [r["references"][0] for r in rows], lengths.max_target, add_eos=False)
+    return list(zip(sources, targets))
 
 
 def _shape(config) -> dict[str, int]:

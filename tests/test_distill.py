@@ -122,3 +122,15 @@ def test_gkd_trains_with_jsd_and_student_outputs(tiny_artifacts):
     spec, art, _ = tiny_artifacts
     out = distill(_cfg(spec, art, "gkd"), 0, 1, torch.device("cpu"))
     assert out["train"]["student_generated_tokens"] > 0 and 0 <= out["bleu"] <= 100
+
+
+def test_distillm_trains_with_skew_kl_and_records_its_schedule(tiny_artifacts):
+    spec, art, _ = tiny_artifacts
+    out = distill(_cfg(spec, art, "distillm"), 0, 1, torch.device("cpu"))
+    train = out["train"]
+    assert train["teacher_forwards"] > 0 and 0 <= out["bleu"] <= 100
+    assert train["sgo_prob_history"][0] == 0.0  # φ starts at 0 ...
+    assert len(train["curve"]) >= 2  # ... and adapts to dev losses measured during training
+    # φ = 0 until the dev loss rises: every step so far trained on the teacher's PTs
+    if max(train["sgo_prob_history"]) == 0.0:
+        assert train["student_generation_steps"] == 0

@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from bench.distill.losses import CrossEntropy, ForwardKL
 from bench.distill.loop import student_pseudo_targets, train
+from bench.distill.losses import CrossEntropy, ForwardKL
 from bench.distill.methods import Source
 from bench.distill.streams import Stream
 from bench.generation import generate_ids
@@ -54,3 +54,64 @@ def test_auto_scaling_makes_every_term_start_at_its_weight():
     assert all(s != 1.0 for s in stats["loss_scales"])
     plain, plain_logs = _run(auto_scale=False)
     assert plain["loss_scales"] == [1.0, 1.0] and plain_logs[0]["loss"] != pytest.approx(2.0, rel=1e-3)
+
+
+def _pairs(n=16):
+    return [[5 + i % 7, 6, 2] for i in range(n)], [[9, 10 + i % 5] for i in range(n)]
+
+
+def test_dev_loss_is_the_mean_token_cross_entropy():
+    import torch.nn.functional as F
+
+    from bench.distill.loop import dev_loss
+
+    model = _model().train()
+    inputs, targets = _pairs(5)
+    got = dev_loss(model, list(zip(inputs, targets)), pad_id=0, eos_id=2, start_id=0, max_target=6,
+                   device="cpu", batch_size=2)
+    assert model.training  # back in training mode
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in zip(inputs, targets):
+            labels = torch.tensor([y + [2]])
+            dec = torch.tensor([[0] + y])
+            logits = model(input_ids=torch.tensor([x]), decoder_input_ids=dec).logits
+            total += F.cross_entropy(logits[0], labels[0], reduction="sum").item()
+            n += labels.numel()
+    assert got == pytest.approx(total / n, rel=1e-5)
+
+
+def test_learning_curve_has_a_dev_loss_at_start_every_period_and_end():
+    inputs, targets = _pairs()
+    stats = train(_model(), [Stream(Source("gold"), inputs, [[t] for t in targets], seed=0)],
+                  [(CrossEntropy(), 1.0)], TrainSpec(steps=5, batch_size=4, warmup_steps=1, dev_every=2),
+                  pad_id=0, eos_id=2, start_id=0, max_target=6, device="cpu",
+                  dev=list(zip(inputs, targets)))
+    assert [c["step"] for c in stats["curve"]] == [0, 2, 4, 5]
+    assert stats["curve"][0]["loss"] is None and all(c["loss"] > 0 for c in stats["curve"][1:])
+    assert stats["curve"][-1]["dev_loss"] < stats["curve"][0]["dev_loss"]  # it learns the dev targets
+
+
+def test_adaptive_sgo_generates_replays_and_needs_dev():
+    from bench.distill.methods import PTSpec
+    from bench.distill.schedule import AdaptiveSGO, Replay
+
+    inputs, targets = _pairs()
+    both = ("labeled", "unlabeled")
+
+    def streams():
+        return [Stream(Source("teacher_pt", both), inputs, [[t] for t in targets], seed=0),
+                Stream(Source("student_pt", both, pts=PTSpec("sample", k=1), replay=Replay(capacity=8)),
+                       inputs, None, seed=1)]
+
+    spec = TrainSpec(steps=12, batch_size=4, warmup_steps=1, dev_every=4)
+    kw = dict(pad_id=0, eos_id=2, start_id=0, max_target=6, device="cpu", teacher=_model(1).eval(),
+              schedule=AdaptiveSGO(init_prob=1.0))
+    with pytest.raises(ValueError, match="adapts to the dev loss"):
+        train(_model(), streams(), [(ForwardKL(), 1.0)], spec, **kw)
+    stats = train(_model(), streams(), [(ForwardKL(), 1.0)], spec, dev=list(zip(inputs, targets)), **kw)
+    assert stats["student_generation_steps"] >= 2  # the buffer (8) fills from fresh generations first
+    assert stats["replayed_examples"] > 0
+    assert stats["student_generation_steps"] * 4 + stats["replayed_examples"] == 12 * 4  # φ=1: all on-policy
+    assert stats["sgo_prob_history"][0] == 1.0 and len(stats["sgo_prob_history"]) == len(stats["curve"]) + 1

@@ -7,11 +7,12 @@ preset of sources and weighted loss terms; adding one is one entry in `METHODS`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.distill.losses import DIVERGENCES, CrossEntropy, build_divergence
 from bench.distill.relations import RelationKD
+from bench.distill.schedule import AdaptiveSGO, Replay, StaticMix
 
 TargetOrigin = Literal["gold", "teacher_pt", "student_pt"]
 InputSplit = Literal["labeled", "unlabeled"]
@@ -37,6 +38,13 @@ class PTSpec:
             raise ValueError(f"invalid pseudo-target spec {self}: need k >= 1, temperature > 0, "
                              f"0 < top_p <= 1, top_k >= 0")
 
+    def generate_kwargs(self, num_beams: int = 1) -> dict:
+        """Arguments of `bench.generation.generate_ids` that decode this way (`num_beams`:
+        the beam width to use for `beam`, at least k)."""
+        if self.strategy == "sample":
+            return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        return {"num_beams": max(num_beams, self.k)}
+
     @property
     def slug(self) -> str:
         """A readable, unique name (used as the artifact label)."""
@@ -53,13 +61,19 @@ class Source:
     the others): a student trained from scratch writes noise at first, so its PTs only join
     once it has learned from the teacher's (a schedule, not a fallback — the student PTs
     are always used for the rest of training).
+
+    `pts` says how the pseudo-targets are written: for `teacher_pt`, which stored set (K beam
+    hypotheses or K samples) to train on; for `student_pt`, how the current student decodes
+    (greedy by default, or one sample). `replay` keeps a buffer of the student's outputs
+    for reuse (student_pt only; see `bench.distill.schedule`).
     """
 
     origin: TargetOrigin
     inputs: tuple[InputSplit, ...] = ("labeled",)
     weight: float = 1.0
     start: float = 0.0
-    pts: PTSpec = PTSpec()  # teacher_pt sources only: which stored PTs to train on
+    pts: PTSpec = PTSpec()
+    replay: Replay | None = None
 
     def active(self, step: int, total_steps: int) -> bool:
         return step >= self.start * total_steps
@@ -67,6 +81,10 @@ class Source:
     def __post_init__(self):
         if self.origin == "gold" and self.inputs != ("labeled",):
             raise ValueError("gold targets exist only for the labeled split")
+        if self.origin == "student_pt" and self.pts.k != 1:
+            raise ValueError(f"a student writes one pseudo-target per input and step; got k={self.pts.k}")
+        if self.replay is not None and self.origin != "student_pt":
+            raise ValueError("a replay buffer holds student outputs: only student_pt sources take one")
 
 
 RELATION_KINDS = {"att_rel": ("q", "k", "v"), "hidden_rel": ("hidden",)}
@@ -78,7 +96,8 @@ class LossTerm:
 
     kind: `ce` (cross-entropy on the batch's targets); a word-level divergence between teacher
     and student next-token distributions — `word_kl` (= `forward_kl`, the paper's), `reverse_kl`,
-    `jsd` (generalized JSD, `beta`), `tv`, `skew_kl` / `skew_reverse_kl` (`alpha`) — at
+    `jsd` (generalized JSD, `beta`; `gkd_jsd`: GKD's unnormalised values), `tv`,
+    `skew_kl` / `skew_reverse_kl` (`alpha`) — at
     temperature τ with τ² scaling and optional teacher truncation (`teacher_top_k`/`_top_p`);
     or a relation term over the last encoder layer: `att_rel` (Q/K/V) or `hidden_rel`.
     """
@@ -121,6 +140,10 @@ class Method:
     losses: tuple[LossTerm, ...]
     noisy_teacher: bool = False  # teacher logits computed with dropout active
     auto_scale: bool = False  # divide each loss term by its first-step value, so each starts near its weight
+    schedule: StaticMix | AdaptiveSGO = field(default_factory=StaticMix)  # how sources share each batch
+
+    def __post_init__(self):
+        self.schedule.planner(self.sources, seed=0)  # refuses source sets the schedule cannot plan
 
     @property
     def needs_teacher_model(self) -> bool:
@@ -226,12 +249,25 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "gkd",
-            "Generalized KD (Agarwal et al. 2024, GKD): generalized JSD (β=0.5) between teacher "
-            "and student token distributions on a mix of fixed sequences (teacher PTs) and "
-            "on-policy student outputs with on-policy fraction λ=0.5 (student outputs join after "
-            "40% of training, as our students start from scratch).",
-            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5, start=0.4)),
-            (LossTerm("jsd", beta=0.5),),
+            "Generalized KD (Agarwal et al. 2024, GKD): GKD's generalized JSD (β=0.5) between "
+            "teacher and student token distributions on a mix of fixed sequences (teacher PTs) and "
+            "on-policy student samples (temperature 1) with on-policy fraction λ=0.5 (student "
+            "outputs join after 40% of training, as our students start from scratch).",
+            (Source("teacher_pt", BOTH, 0.5),
+             Source("student_pt", BOTH, 0.5, start=0.4, pts=PTSpec("sample", k=1))),
+            (LossTerm("gkd_jsd", beta=0.5),),
+        ),
+        Method(
+            "distillm",
+            "DistiLLM (Ko et al. 2024): skew KL (α=0.1) between teacher and student token "
+            "distributions; each step trains either on fixed sequences (teacher PTs for labeled and "
+            "unlabeled inputs) or on student-generated outputs (one sample each), chosen by the "
+            "adaptive off-policy scheduler — the SGO probability starts at 0 and rises by 0.1 each "
+            "time the dev loss grows by ≥ 0.1 — with a 1000-example replay buffer of student outputs.",
+            (Source("teacher_pt", BOTH),
+             Source("student_pt", BOTH, pts=PTSpec("sample", k=1), replay=Replay(capacity=1000))),
+            (LossTerm("skew_kl", alpha=0.1),),
+            schedule=AdaptiveSGO(),
         ),
         Method(
             "joint_teaching",
