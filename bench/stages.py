@@ -150,9 +150,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     # teacher pseudo-targets for every labeled and unlabeled input, one set per PT spec needed
     def build_pts(pt: PTSpec, d: Path) -> None:
         model = load_teacher()
-        sampling = pt.strategy == "sample"
-        gen = dict(do_sample=True, temperature=pt.temperature, top_p=pt.top_p, top_k=pt.top_k) if sampling \
-            else dict(num_beams=max(spec.pseudo_targets.num_beams, pt.k))
+        gen = pt.generate_kwargs(spec.pseudo_targets.num_beams)
         torch.manual_seed(entry.data_seed)
         pts = {}
         for split in ("labeled", "unlabeled"):
