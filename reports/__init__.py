@@ -1,27 +1,33 @@
-"""Reports: stored result rows → tidy DataFrame → tables, plots, Markdown and HTML."""
+"""Reports: stored result rows → tidy DataFrame → statistics, tables, seaborn figures →
+HTML, Markdown, LaTeX, CSV and Parquet. Reads only stored results, so a report can be
+rebuilt any time, anywhere (`kdbench report RUN_DIR [RUN_DIR ...]`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from reports.content import collect
 from reports.html_page import write_html
+from reports.latex import write_latex
 from reports.markdown import write_markdown
-from reports.plots import PLOT_FILE
 
 __all__ = ["build_report"]
 
 REPORT_DIR = "report"
+FILES = ("report.html", "report.md", "tables.tex", "results.csv", "results.parquet")
 
 
 def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path:
-    """Write report.html, report.md, results.csv and the figure into `out_dir` (default:
-    the first run dir's `report/`) and return the path of report.html."""
+    """Write report.html (self-contained), report.md, tables.tex, the figures (PNG) and the
+    flat results (results.csv, results.parquet) into `out_dir` (default: the first run dir's
+    `report/`); return the path of report.html."""
     dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
     if not dirs:
         raise ValueError("build_report needs at least one run dir")
     out = Path(out_dir) if out_dir is not None else dirs[0] / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    content = collect(dirs, out / PLOT_FILE)
+    content = collect(dirs, out)
     content.frame.to_csv(out / "results.csv", index=False)
+    content.frame.to_parquet(out / "results.parquet", index=False)
     write_markdown(content, out / "report.md")
+    write_latex(content, out / "tables.tex")
     return write_html(content, out / "report.html")

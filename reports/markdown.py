@@ -1,54 +1,67 @@
 """`report.md`: the report as Markdown, for a README, a PR comment or a terminal.
 
 Cells are HTML-escaped and pipes/newlines neutralised, since Markdown viewers render raw
-HTML and an error message must neither run as markup nor break the table.
+HTML and an error message must neither run as markup nor break the table. Figures are linked
+as the PNG files written next to the report; a column's best cell is in **bold**.
 """
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-import pandas as pd
-
-from reports.content import ReportContent
-from reports.meta import flatten
+from reports.content import FigureItem, ReportContent, Section
+from reports.html_page import TITLE
+from reports.tables import DisplayTable
 
 
 def write_markdown(content: ReportContent, path: Path | str) -> Path:
     path = Path(path)
-    lines = ["# Knowledge-distillation benchmark report", ""]
+    lines = [f"# {TITLE}", ""]
     for run in content.runs:
-        lines += _run_lines(run)
+        lines += [f"- **{k}**: {_esc(v)}" for k, v in run.items()]
+        if run.spec_text:
+            fence = "````" if "```" in run.spec_text else "```"
+            lines += ["", f"<details><summary>spec of {_esc(run.run_id)}</summary>", "",
+                      f"{fence}yaml", run.spec_text.rstrip("\n"), fence, "", "</details>"]
+        lines.append("")
     lines += [_esc(content.summary), "", f"*How to read:* {_esc(content.how_to_read)}", ""]
-    if content.plot is not None:
-        rel = Path(content.plot).name if Path(content.plot).parent == path.parent else content.plot
-        lines += [f"![test {content.metric_name} vs. compression ratio]({rel})", ""]
-    if content.results:
-        lines += [f"## Test {content.metric_name} by method and compression ratio", ""]
-        for task, table in content.results.items():
-            lines += [f"### {_esc(task)}", "", _table(table, index=True), ""]
-        lines += ["## All successful results", "", _table(content.flat), ""]
-    else:
-        lines += ["## Results", "", "No successful results.", ""]
+    for section in content.sections:
+        lines += _section(section, path.parent)
     lines += ["## Failed trials", ""]
-    lines += [_table(content.failed) if len(content.failed) else "None.", ""]
+    failed = DisplayTable("", content.failed, index=False)
+    lines += [_table(failed) if len(content.failed) else "None.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 
-def _run_lines(run) -> list[str]:
-    items = [("run", run.run_id), ("spec", run.spec_name), ("started", run.started_at),
-             ("finished", run.finished_at), ("duration", run.duration)]
-    lines = [f"- **{k}**: {_esc(v)}" for k, v in items if v]
-    for title, values in (("hardware", run.hardware), ("versions", run.versions)):
-        if values:
-            pairs = ", ".join(f"{k} {v}" for k, v in flatten(values).items())
-            lines.append(f"- **{title}**: {_esc(pairs)}")
-    return lines + [""]
+def _section(section: Section, out_dir: Path) -> list[str]:
+    lines = [f"## {_esc(section.title)}", ""]
+    for block in section.blocks:
+        if isinstance(block, DisplayTable):
+            if block.title:
+                lines += [f"### {_esc(block.title)}", ""]
+            lines += [_table(block), ""]
+            if block.note:
+                lines += [f"*{_esc(block.note)}*", ""]
+        elif isinstance(block, FigureItem):
+            p = Path(block.path)
+            rel = p.name if p.parent.resolve() == out_dir.resolve() else str(p)
+            lines += [f"![{_esc(block.title)}]({rel})", "", f"*{_esc(block.caption)}*", ""]
+        else:
+            lines += [_esc(str(block)), ""]
+    return lines
 
 
-def _table(table: pd.DataFrame, index: bool = False) -> str:
-    safe = (table.reset_index() if index else table).map(_esc)
+def _table(table: DisplayTable) -> str:
+    data = table.data.reset_index() if table.index else table.data
+    safe = data.map(_esc)
+    if table.bold is not None:
+        offset = 1 if table.index else 0
+        bold = table.bold.to_numpy()
+        for i in range(len(safe)):
+            for j in range(bold.shape[1]):
+                if bold[i, j] and safe.iat[i, j + offset] != "—":
+                    safe.iat[i, j + offset] = f"**{safe.iat[i, j + offset]}**"
     safe.columns = [_esc(c) for c in safe.columns]
     return safe.to_markdown(index=False, disable_numparse=True)
 
@@ -56,3 +69,6 @@ def _table(table: pd.DataFrame, index: bool = False) -> str:
 def _esc(value) -> str:
     text = html.escape(str(value), quote=False)
     return " ".join(text.split()).replace("|", "\\|")
+
+
+__all__ = ["write_markdown"]

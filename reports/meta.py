@@ -18,6 +18,7 @@ from bench.results import read_rows
 
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.yaml"
+SPEC_TEXT_LIMIT = 20_000
 
 
 @dataclass
@@ -29,21 +30,35 @@ class RunMeta:
     finished_at: str | None = None
     hardware: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
+    spec_text: str | None = None  # the run's spec.yaml, verbatim (truncated if huge)
+    wall_seconds: float | None = None  # from run.json, when the timestamps are missing
 
     @property
     def duration(self) -> str | None:
-        """Wall time of the run as "1h 02m 03s", when both ends are known."""
+        """Wall time of the run as "1h 02m 03s", from its start and end (else run.json's
+        wall_seconds); None when unknown."""
         try:
             start = datetime.fromisoformat(str(self.started_at))
             end = datetime.fromisoformat(str(self.finished_at))
             seconds = int((end - start).total_seconds())
         except (TypeError, ValueError):
-            return None
-        if seconds < 0:
+            seconds = None
+        if seconds is None and isinstance(self.wall_seconds, (int, float)):
+            seconds = int(self.wall_seconds)
+        if seconds is None or seconds < 0:
             return None
         h, rest = divmod(seconds, 3600)
         m, s = divmod(rest, 60)
         return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+    def items(self) -> list[tuple[str, str]]:
+        """The header's (title, text) pairs, in display order, empty fields left out."""
+        items = [("run", self.run_id), ("spec", self.spec_name), ("started", self.started_at),
+                 ("finished", self.finished_at), ("run time", self.duration)]
+        for title, values in (("hardware", self.hardware), ("versions", self.versions)):
+            if values:
+                items.append((title, ", ".join(f"{k} {v}" for k, v in flatten(values).items())))
+        return [(k, str(v)) for k, v in items if v]
 
 
 def run_meta(run_dir: Path | str) -> RunMeta:
@@ -61,6 +76,9 @@ def run_meta(run_dir: Path | str) -> RunMeta:
         finished_at=info.get("finished_at") or (max(finished) if finished else None),
         hardware=_as_dict(info.get("hardware")),
         versions=_as_dict(info.get("versions")) or _as_dict(first.get("versions")),
+        spec_text=_read_text(run_dir / SPEC_FILE),
+        wall_seconds=info.get("wall_seconds") if isinstance(
+            info.get("wall_seconds"), (int, float)) else None,
     )
 
 
@@ -86,6 +104,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _read_text(path: Path, limit: int = SPEC_TEXT_LIMIT) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text if len(text) <= limit else text[:limit] + "\n… (truncated)\n"
 
 
 def _spec_name(path: Path) -> str | None:

@@ -1,46 +1,60 @@
 """The report's tables, built from the tidy frame; renderers only lay them out.
 
-`metric_pivot` gives the numbers (method × ratio, mean or std over seeds, teacher row first)
-for analysis and tests; `results_table`, `flat_table` and `failed_table` give the display
-strings ("31.20 ± 0.45", "—" for missing), so Markdown and HTML show exactly the same text.
+`metric_stats`/`metric_pivot` give the numbers (method × ratio: mean, std, n and the 95%
+t-interval over seeds, teacher row first) for analysis and tests. The display functions give
+strings ("31.00 ± 12.71 †", "—" for missing) plus a mask of the cells to set in bold, wrapped
+in a `DisplayTable`, so Markdown, HTML and LaTeX show exactly the same text.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from reports.frame import TEACHER, method_label, ok_rows
+from reports.headline import (  # noqa: F401  (re-exported: older callers import them here)
+    HEADLINE,
+    METRIC_NAMES,
+    metric_name,
+    task_names,
+)
+from reports.stats import lower_is_better, summarize
 
-HEADLINE = "bleu"
 MISSING = "—"
-METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF"}
+NO_CI = "n/a"  # a one-seed cell: the interval is undefined, not zero
+MARKERS = {"ft": "†", "seq_kd": "‡"}  # significantly different from this baseline
 
 
-def task_names(frame: pd.DataFrame) -> list[str]:
-    """Tasks in the frame, sorted (rows without a task are left out)."""
-    return sorted(str(t) for t in frame["task"].dropna().unique())
+@dataclass
+class DisplayTable:
+    """A table of display strings; `bold` (same shape) marks each column's best cell."""
+
+    title: str
+    data: pd.DataFrame
+    bold: pd.DataFrame | None = None
+    note: str | None = None
+    index: bool = True  # whether the index (e.g. "method") is shown as the first column
+    css: str = ""
+    latex: bool = True  # part of tables.tex (the long per-trial listing is not)
 
 
 def metric_stats(frame: pd.DataFrame, task: str, metric: str = HEADLINE) -> pd.DataFrame:
-    """Per (method, ratio) of one task: mean, std (ddof 1) and n over successful rows
-    with a non-null metric. Columns: method, ratio, mean, std, n."""
+    """Per (method label, ratio) of one task: mean, std (ddof 1), n and the 95% t-interval
+    (ci = half-width; low, high) over successful rows with a non-null metric."""
     rows = ok_rows(frame)
     rows = rows[(rows["task"] == task) & rows[metric].notna()]
     data = pd.DataFrame(
         {"method": method_label(rows), "ratio": rows["ratio"], "value": rows[metric]}
     )
-    if data.empty:
-        return pd.DataFrame(columns=["method", "ratio", "mean", "std", "n"])
-    stats = data.groupby(["method", "ratio"], dropna=False)["value"].agg(["mean", "std", "count"])
-    return stats.rename(columns={"count": "n"}).reset_index()
+    return summarize(data, ["method", "ratio"])
 
 
 def metric_pivot(
     frame: pd.DataFrame, task: str, metric: str = HEADLINE, stat: str = "mean"
 ) -> pd.DataFrame:
-    """Method × ratio table of `stat` ("mean", "std" or "n") of `metric` for one task.
+    """Method × ratio table of `stat` (mean, std, n, ci, low or high) of `metric` for a task.
 
     Index: "teacher" first (at its ratio 1.0), then methods sorted; columns: ratios ascending.
     """
@@ -54,43 +68,102 @@ def metric_pivot(
     return table
 
 
-def results_table(frame: pd.DataFrame, task: str, metric: str = HEADLINE) -> pd.DataFrame:
-    """Display version of `metric_pivot`: "mean ± std" when several seeds, columns "×ratio"."""
+def best_mask(mean: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """True at each ratio column's best student mean (ties all marked; teacher excluded)."""
+    mask = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    students = mean.drop(index=[TEACHER], errors="ignore")
+    for col in mean.columns:
+        values = students[col].dropna()
+        if values.empty:
+            continue
+        best = values.min() if lower_is_better(metric) else values.max()
+        mask.loc[values.index[values == best], col] = True
+    return mask
+
+
+def results_display(
+    frame: pd.DataFrame, task: str, metric: str = HEADLINE, significance=None
+) -> DisplayTable:
+    """Method × ratio cells "mean ± 95% CI" with significance markers; best per column bold."""
     mean = metric_pivot(frame, task, metric, "mean")
+    name = metric_name(metric)
+    title = f"{task}: test {name} by method and compression ratio"
     if mean.empty:
-        return mean
-    std = metric_pivot(frame, task, metric, "std")
+        return DisplayTable(title, pd.DataFrame())
+    ci = metric_pivot(frame, task, metric, "ci")
     n = metric_pivot(frame, task, metric, "n")
-    cells = {
-        ratio_label(ratio): [
-            _mean_std(mean.at[m, ratio], std.at[m, ratio], n.at[m, ratio]) for m in mean.index
-        ]
-        for ratio in mean.columns
-    }
-    return pd.DataFrame(cells, index=pd.Index(mean.index, name="method"))
+    students = n.drop(index=[TEACHER], errors="ignore")
+    full_n = int(students.max().max()) if students.notna().any().any() else 1
+    cells = {}
+    for ratio in mean.columns:
+        column = []
+        for label in mean.index:
+            text = mean_ci(mean.at[label, ratio], ci.at[label, ratio], n.at[label, ratio])
+            if text != MISSING and label != TEACHER:
+                count = n.at[label, ratio]
+                if not _is_missing(count) and int(count) < full_n:
+                    text += f" (n={int(count)})"
+                text += _markers(significance, task, label, ratio)
+            column.append(text)
+        cells[ratio_label(ratio)] = column
+    data = pd.DataFrame(cells, index=pd.Index(mean.index, name="method"))
+    bold = best_mask(mean, metric)
+    bold.columns = data.columns
+    direction = "lower" if lower_is_better(metric) else "higher"
+    note = (f"Mean ± 95% t-interval over seeds (n = {full_n} unless marked; "
+            f"\"± {NO_CI}\": one seed, interval undefined). Bold: best student mean per "
+            f"column ({direction} is better). † / ‡: significantly different from ft / "
+            f"seq_kd at the same ratio (paired bootstrap over test examples, p < 0.05).")
+    return DisplayTable(title, data, bold, note)
+
+
+def results_table(
+    frame: pd.DataFrame, task: str, metric: str = HEADLINE, significance=None
+) -> pd.DataFrame:
+    """The display strings of `results_display` (columns "×ratio", index "method")."""
+    return results_display(frame, task, metric, significance).data
 
 
 def flat_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every successful row, teacher first per task, as display strings."""
+    """Every successful row, teacher first per task, as display strings. Optional metrics
+    appear as columns only when some row has them."""
     rows = ok_rows(frame).assign(_label=lambda f: method_label(f))
     rows = rows.assign(_teacher=rows["role"] != TEACHER)
     rows = rows.sort_values(["task", "_teacher", "_label", "ratio", "seed", "run_id"])
-    table = pd.DataFrame(
-        {
-            "task": rows["task"].map(_text),
-            "method": rows["_label"].map(_text),
-            "ratio": rows["ratio"].map(_ratio_text),
-            "realized ratio": rows["realized_ratio"].map(lambda v: _num(v, 2)),
-            "seed": rows["seed"].map(_text),
-            "BLEU": rows["bleu"].map(lambda v: _num(v, 2)),
-            "chrF": rows["chrf"].map(lambda v: _num(v, 2)),
-            "params": rows["params"].map(_thousands),
-            "latency ms": rows["latency_ms"].map(lambda v: _num(v, 1)),
-        }
-    )
+    columns: dict[str, pd.Series] = {
+        "task": rows["task"].map(_text),
+        "method": rows["_label"].map(_text),
+        "ratio": rows["ratio"].map(_ratio_text),
+        "realized ratio": rows["realized_ratio"].map(lambda v: _num(v, 2)),
+        "seed": rows["seed"].map(_text),
+        "BLEU": rows["bleu"].map(lambda v: _num(v, 2)),
+        "chrF": rows["chrf"].map(lambda v: _num(v, 2)),
+    }
+    for col, title, digits in OPTIONAL_FLAT[:5]:
+        if rows[col].notna().any():
+            columns[title] = rows[col].map(lambda v, d=digits: _num(v, d))
+    columns["params"] = rows["params"].map(_thousands)
+    columns["latency ms"] = rows["latency_ms"].map(lambda v: _num(v, 1))
+    for col, title, digits in OPTIONAL_FLAT[5:]:
+        if rows[col].notna().any():
+            fmt = _thousands if digits is None else (lambda v, d=digits: _num(v, d))
+            columns[title] = rows[col].map(fmt)
+    table = pd.DataFrame(columns)
     if frame["run_id"].nunique() > 1:
         table.insert(0, "run", rows["run_id"].map(_text))
     return table.reset_index(drop=True)
+
+
+# (frame column, display title, decimals or None for a thousands-separated integer)
+OPTIONAL_FLAT = [
+    ("ter", "TER", 2), ("rouge1", "ROUGE-1", 2), ("rouge2", "ROUGE-2", 2),
+    ("rougeL", "ROUGE-L", 2), ("dev_loss", "dev loss", 3),
+    ("latency_beam_ms", "beam latency ms", 1), ("throughput_eps", "examples/s", 1),
+    ("peak_mem_mb", "peak mem MB", 0), ("train_steps", "train steps", None),
+    ("teacher_forwards", "teacher forwards", None),
+    ("student_generated_tokens", "student-generated tokens", None),
+    ("train_seconds", "train s", 0),
+]
 
 
 def failed_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -106,6 +179,8 @@ def failed_table(frame: pd.DataFrame) -> pd.DataFrame:
             "error": rows["error"].map(lambda e: MISSING if _is_missing(e) else str(e)),
         }
     )
+    if frame["run_id"].nunique() > 1:
+        table.insert(0, "run", rows["run_id"].map(_text))
     return table.reset_index(drop=True)
 
 
@@ -114,12 +189,24 @@ def ratio_label(ratio: Any) -> str:
     return MISSING if _is_missing(ratio) else f"×{float(ratio):g}"
 
 
-def _mean_std(mean: Any, std: Any, n: Any) -> str:
+def mean_ci(mean: Any, ci: Any, n: Any) -> str:
+    """"31.00 ± 12.71"; "19.00 ± n/a" for one seed; "—" when there is no value."""
     if _is_missing(mean):
         return MISSING
-    if not _is_missing(n) and n > 1 and not _is_missing(std):
-        return f"{mean:.2f} ± {std:.2f}"
-    return f"{mean:.2f}"
+    if _is_missing(ci):
+        return f"{mean:.2f} ± {NO_CI}" if not _is_missing(n) and int(n) == 1 else f"{mean:.2f}"
+    return f"{mean:.2f} ± {ci:.2f}"
+
+
+def _markers(significance, task: str, label: str, ratio: float) -> str:
+    if significance is None:
+        return ""
+    marks = ""
+    for baseline, mark in MARKERS.items():
+        result = significance.result(task, label, ratio, baseline)
+        if result is not None and result["significant"]:
+            marks += mark
+    return f" {marks}" if marks else ""
 
 
 def _is_missing(value: Any) -> bool:

@@ -5,15 +5,22 @@ import base64
 import html
 import json
 import math
+import random
 import re
+import statistics
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from sacrebleu.metrics import BLEU as SacreBLEU
+from sacrebleu.metrics import CHRF
+from scipy import stats as scipy_stats
 
 from bench.results import append_row
 from reports import build_report
+from reports.derived import gain_display, retention_display
 from reports.frame import load_frame, rows_frame
+from reports.significance import significance
 from reports.tables import failed_table, flat_table, metric_pivot, results_table
 
 METHODS = ["sft", "word_kd", "seq_kd"]
@@ -139,15 +146,17 @@ def test_display_tables(run_a):
     frame = load_frame([run_a])
     table = results_table(frame, "e2e")
     assert list(table.columns) == ["×1", "×2", "×4"]
-    assert table.at["sft", "×2"] == "31.00 ± 1.41"
-    assert table.at["teacher", "×1"] == "40.00" and table.at["teacher", "×2"] == "—"
-    assert results_table(frame, "qa").at["seq_kd", "×4"] == "19.00"  # one seed: no ±
+    # 95% t-interval of (30, 32): 31 ± t(0.975, 1) · sqrt(2) / sqrt(2) = 31 ± 12.706
+    assert table.at["sft", "×2"] == "31.00 ± 12.71"
+    assert table.at["teacher", "×1"] == "40.00 ± n/a" and table.at["teacher", "×2"] == "—"
+    # one seed: the interval is undefined (not ± 0), and n is shown
+    assert results_table(frame, "qa").at["seq_kd", "×4"] == "19.00 ± n/a (n=1)"
     flat = flat_table(frame)
     assert len(flat) == 26
     assert list(flat.columns) == ["task", "method", "ratio", "realized ratio", "seed", "BLEU",
-                                  "chrF", "params", "latency ms"]
+                                  "chrF", "params", "latency ms", "train s"]
     assert flat.iloc[0].tolist() == ["e2e", "teacher", "1", "1.02", "0", "40.00", "60.00",
-                                     "8,000,000", "3.5"]
+                                     "8,000,000", "3.5", "10"]
     failed = failed_table(frame)
     assert failed.to_dict("records") == [
         {"task": "qa", "method": "seq_kd", "ratio": "4", "seed": "1", "error": XSS_ERROR}]
@@ -162,19 +171,19 @@ def test_html_report(report_a, run_a):
     for method in METHODS + ["teacher", "e2e", "qa"]:
         assert method in page
     assert "<script>" not in page
-    cells = re.findall(r"<td>(CUDA OOM [^<]*)</td>", page)
+    cells = re.findall(r"<td[^>]*>(CUDA OOM [^<]*)</td>", page)
     assert cells and html.unescape(cells[0]) == XSS_ERROR  # escaped text, not markup
     for text in ("run-a", "smoke-spec", "H100", "torch 2.4.0", "1h 01m 05s", "How to read"):
         assert text in page
-    assert "31.00 ± 1.41" in page
+    assert "31.00 ± 12.71" in page
 
 
 def test_markdown_and_csv(report_a, run_a):
     out = report_a.parent
     md = (out / "report.md").read_text(encoding="utf-8")
     for method in METHODS + ["teacher"]:
-        assert re.search(rf"^\| {method}\s+\|", md, re.M), method
-    assert "![test BLEU vs. compression ratio](quality_vs_ratio.png)" in md
+        assert re.search(rf"^\| {method}\s+\|", md, re.MULTILINE), method
+    assert "![Test quality vs. compression ratio](quality_vs_ratio.png)" in md
     assert (out / "quality_vs_ratio.png").read_bytes().startswith(PNG_MAGIC)
     assert "<script>" not in md and "&lt;script&gt;" in md
     csv = pd.read_csv(out / "results.csv")
@@ -198,7 +207,8 @@ def test_merging_two_runs(tmp_path, run_a):
     assert path == tmp_path / "merged" / "report.html"
     page = path.read_text(encoding="utf-8")
     assert "run-a" in page and "run-b" in page
-    assert "32.00 ± 1.63" in page  # std of 30, 32, 32, 34
+    # mean ± t(0.975, 3) · sd / 2 of 30, 32, 32, 34: sd 1.633, t 3.182
+    assert "32.00 ± 2.60" in page
     assert len(pd.read_csv(tmp_path / "merged" / "results.csv")) == 54
 
 
@@ -232,3 +242,190 @@ def test_null_metrics(tmp_path):
     flat = flat_table(frame)
     assert flat.loc[flat["ratio"] == "2", "BLEU"].tolist() == ["—"]
     assert "data:image/png;base64," in path.read_text(encoding="utf-8")
+
+
+# --- a rich run: per-example outputs, references, curves, latency, the PT ablation ----------
+
+RICH_QUALITY = {  # probability that a hypothesis word is copied from the first reference
+    "ft": 0.40, "seq_kd": 0.70, "seq_kd_multi": 0.70, "sampling_pts": 0.62,
+    "joint_teaching": 0.90,
+}
+RICH_RATIOS = (2.0, 4.0)
+RICH_SEEDS = (0, 1, 2)
+RICH_TEST = 60
+WORDS = [
+    "the", "a", "red", "blue", "green", "pub", "cafe", "river", "city", "centre", "near",
+    "serves", "cheap", "food", "family", "friendly", "rated", "high", "low", "price", "range",
+    "located", "eagle", "mill", "wrestlers", "rice", "boat",
+]
+
+
+def rich_references(task: str) -> list[list[str]]:
+    """1–4 references per example (the engine stores a variable number too)."""
+    rng = random.Random(f"refs-{task}")
+    refs = []
+    for _ in range(RICH_TEST):
+        base = [rng.choice(WORDS) for _ in range(12)]
+        alts = []
+        for _ in range(rng.randrange(4)):
+            alt = list(base)
+            alt[rng.randrange(12)] = rng.choice(WORDS)
+            alts.append(" ".join(alt))
+        refs.append([" ".join(base), *alts])
+    return refs
+
+
+def rich_hypotheses(refs: list[list[str]], quality: float, key: str) -> list[str]:
+    rng = random.Random(key)
+    return [" ".join(w if rng.random() < quality else rng.choice(WORDS) for w in r[0].split())
+            for r in refs]
+
+
+def score(hyps: list[str], refs: list[list[str]]) -> dict:
+    """Corpus BLEU/chrF as the engine computes them (sacreBLEU defaults, padded streams)."""
+    width = max(len(r) for r in refs)
+    streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
+    return {"bleu": SacreBLEU().corpus_score(hyps, streams).score,
+            "chrf": CHRF().corpus_score(hyps, streams).score}
+
+
+def _scored_row(run_dir, run_id, task, role, method, ratio, seed, hyps, refs, **extra):
+    """A row whose BLEU/chrF are sacreBLEU's scores of `hyps`, with its outputs file."""
+    key = f"{task}|{role}|{method}|r{ratio:g}|s{seed}"
+    scores = score(hyps, refs)
+    outputs = f"outputs/{key.replace('|', '_')}.json"
+    (run_dir / "outputs").mkdir(parents=True, exist_ok=True)
+    (run_dir / outputs).write_text(json.dumps({"trial_key": key, "hypotheses": hyps}))
+    steps = [0, 100, 200, 300]
+    curve = [{"step": s, "loss": 5.0 - s / 100, "dev_loss": 4.0 - s / 150,
+              "dev_bleu": scores["bleu"] * (s + 50) / 350} for s in steps]
+    row = _row(run_id, task, role, method, ratio, seed, scores["bleu"])
+    row.update(
+        trial_key=key, chrf=scores["chrf"], latency_ms=None, outputs_file=outputs,
+        metrics={**scores, "latency_greedy_ms": 20.0 / ratio + seed * 0.1,
+                 "latency_beam_ms": 60.0 / ratio, "params_non_embedding": int(4e6 / ratio),
+                 "train": {"steps": 300, "target_tokens": 12345, "teacher_forwards": 300,
+                           "student_generated_tokens": 0, "train_seconds": 9.5,
+                           "curve": curve if role == "student" else None}},
+        **extra,
+    )
+    append_row(run_dir, row)
+    return row
+
+
+def write_rich_run(run_dir: Path, run_id: str = "rich", tasks=("d2t", "qg"),
+                   methods=tuple(RICH_QUALITY), fail=True) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "references").mkdir(exist_ok=True)
+    for task in tasks:
+        refs = rich_references(task)
+        (run_dir / "references" / f"{task}.json").write_text(json.dumps(refs))
+        _scored_row(run_dir, run_id, task, "teacher", "teacher", 1.0, 0,
+                    rich_hypotheses(refs, 0.97, f"{task}-teacher"), refs)
+        for method in methods:
+            for ratio in RICH_RATIOS:
+                for seed in RICH_SEEDS:
+                    quality = RICH_QUALITY[method] - (0.05 if ratio == 4.0 else 0.0)
+                    hyps = rich_hypotheses(refs, quality, f"{task}-{method}-{ratio}-{seed}")
+                    _scored_row(run_dir, run_id, task, "student", method, ratio, seed, hyps,
+                                refs)
+    if fail:
+        append_row(run_dir, _row(run_id, tasks[0], "student", "word_kd", 8.0, 0, 0.0,
+                                 error="ValueError: ratio 8 is impossible: <too small>"))
+    (run_dir / "run.json").write_text(json.dumps({
+        "run_id": run_id, "spec_name": "rich-spec", "started_at": "2025-02-01T08:00:00Z",
+        "finished_at": "2025-02-01T08:12:30Z", "hardware": {"cpus": 2},
+        "versions": {"torch": "2.13.0", "sacrebleu": "2.6.0"}}))
+    (run_dir / "spec.yaml").write_text("name: rich-spec\nseeds: [0, 1, 2]\n")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def rich_run(tmp_path_factory) -> Path:
+    return write_rich_run(tmp_path_factory.mktemp("rich"))
+
+
+@pytest.fixture(scope="module")
+def rich_report(rich_run) -> Path:
+    return build_report([rich_run])
+
+
+def test_rich_report_files_and_sections(rich_report, rich_run):
+    out = rich_report.parent
+    for name in ("report.html", "report.md", "tables.tex", "results.csv", "results.parquet",
+                 "quality_vs_ratio.png", "quality_by_method.png", "quality_vs_latency.png",
+                 "learning_curves.png", "pt_ablation.png"):
+        assert (out / name).stat().st_size > 0, name
+    page = rich_report.read_text(encoding="utf-8")
+    for title in ("d2t: test BLEU by method and compression ratio",
+                  "d2t: teacher quality retained (%)", "d2t: gain over ft (BLEU points)",
+                  "d2t: paired bootstrap against ft and seq_kd",
+                  "d2t: Pareto-optimal configurations", "Learning curves",
+                  "d2t: pseudo-target count and strategy", "Failed trials",
+                  "rich-spec", "12m 30s", "sacrebleu 2.6.0", "seeds: [0, 1, 2]"):
+        assert html.escape(title, quote=False) in page, title
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 5
+    assert "ratio 8 is impossible: &lt;too small&gt;" in page
+    assert "Note:" not in page  # every comparison was possible and every score recomputed
+
+
+def test_rich_ci_matches_raw_rows(rich_run):
+    """The table's mean ± CI is recomputed here from results.jsonl with scipy's t."""
+    raw = [json.loads(line) for line in (rich_run / "results.jsonl").read_text().splitlines()]
+    frame = load_frame([rich_run])
+    table = results_table(frame, "qg")
+    for method in RICH_QUALITY:
+        for ratio in RICH_RATIOS:
+            values = [r["bleu"] for r in raw if r["status"] == "ok" and r["task"] == "qg"
+                      and r["method"] == method and r["ratio"] == ratio]
+            assert len(values) == 3
+            half = scipy_stats.t.ppf(0.975, 2) * statistics.stdev(values) / math.sqrt(3)
+            text = table.at[method, f"×{ratio:g}"]
+            assert text.startswith(f"{statistics.mean(values):.2f} ± {half:.2f}"), text
+
+
+def test_rich_significance_and_markers(rich_run):
+    frame = load_frame([rich_run])
+    sig = significance(frame, {"d2t": "bleu", "qg": "bleu"})
+    t = sig.table
+    assert not sig.notes
+    # every non-baseline method against both baselines, and ft <-> seq_kd, at both ratios
+    assert len(t) == 2 * 2 * (3 * 2 + 2)
+    strong = sig.result("d2t", "joint_teaching", 2.0, "ft")
+    assert strong["significant"] and strong["delta"] > 10 and strong["p_value"] < 0.01
+    assert strong["seeds"] == 3 and strong["n_examples"] == RICH_TEST
+    # the delta is the difference of the seed means of the stored scores
+    pivot = metric_pivot(frame, "d2t")
+    assert strong["delta"] == pytest.approx(pivot.at["joint_teaching", 2.0] - pivot.at["ft", 2.0])
+    table = results_table(frame, "d2t", significance=sig)
+    assert table.at["joint_teaching", "×2"].endswith(" †‡")
+    assert "†" not in table.at["ft", "×2"] and "‡" not in table.at["seq_kd", "×2"]
+    assert table.at["seq_kd", "×2"].endswith(" †")
+
+
+def test_rich_retention_and_gain(rich_run):
+    frame = load_frame([rich_run])
+    pivot = metric_pivot(frame, "d2t")
+    retention = retention_display(frame, "d2t", "bleu").data
+    expected = 100 * pivot.at["seq_kd", 4.0] / pivot.at["teacher", 1.0]
+    assert retention.at["seq_kd", "×4"] == f"{expected:.1f}%"
+    gain = gain_display(frame, "d2t", "bleu").data
+    assert "ft" not in gain.index
+    assert gain.at["joint_teaching", "×2"] == (
+        f"{pivot.at['joint_teaching', 2.0] - pivot.at['ft', 2.0]:+.2f}")
+
+
+def test_rich_markdown_latex_parquet(rich_report, rich_run):
+    out = rich_report.parent
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "![Test quality vs. latency](quality_vs_latency.png)" in md
+    assert re.search(r"\| joint_teaching\s+\|.*\*\*\d+\.\d\d ± \d+\.\d\d †‡\*\*", md)
+    tex = (out / "tables.tex").read_text(encoding="utf-8")
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\bottomrule") >= 8
+    assert r"joint\_teaching" in tex and r"$\pm$" in tex and r"$^{\dagger}$" in tex
+    assert r"\textbf{" in tex and "_teaching" not in tex.replace(r"\_teaching", "")
+    parquet = pd.read_parquet(out / "results.parquet")
+    frame = load_frame([rich_run])
+    assert parquet["trial_key"].tolist() == frame["trial_key"].tolist()
+    pd.testing.assert_series_equal(parquet["bleu"], frame["bleu"])
+    assert parquet["latency_ms"].notna().sum() == frame["latency_ms"].notna().sum() > 0
