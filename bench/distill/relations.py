@@ -96,10 +96,12 @@ class RelationKD(nn.Module):
             n = valid.sum() * heads
             log_s = relation_log_probs(student_acts[name], source_mask, heads)
             log_t = relation_log_probs(teacher_acts[name].detach(), source_mask, heads)
+            pad_key = ~source_mask.bool()[:, None, None, :]
             if self.kind == "kl":
-                per_query = (log_t.exp() * (log_t - log_s)).masked_fill(~source_mask.bool()[:, None, None, :], 0).sum(-1, keepdim=True)
+                per_query = (log_t.exp() * (log_t - log_s)).masked_fill(pad_key, 0).sum(-1, keepdim=True)
                 total = total + (per_query * valid).sum() / n
-            else:
-                sq = ((log_t.exp() - log_s.exp()) ** 2).mean(-1, keepdim=True)
+            else:  # mean over the real keys of each query (padding must not dilute it)
+                keys = source_mask.sum(-1)[:, None, None, None].clamp_min(1)
+                sq = ((log_t.exp() - log_s.exp()) ** 2).masked_fill(pad_key, 0).sum(-1, keepdim=True) / keys
                 total = total + ((sq * valid).sum() / n).sqrt()
         return total / len(self.vectors)
