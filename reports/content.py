@@ -25,7 +25,7 @@ from reports.headline import HEADLINE, headlines, metric_name, quality_frame, ta
 from reports.meta import RunMeta, run_meta
 from reports.pareto import PARETO_FILE, latency_points, pareto_display, pareto_plot
 from reports.plots import BARS_FILE, PLOT_FILE, bars_plot, quality_plot
-from reports.significance import Significance, recompute_notes, significance
+from reports.significance import Significance, significance
 from reports.tables import DisplayTable, failed_table, flat_table, results_display
 
 HOW_TO_READ = (
@@ -117,7 +117,7 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     if quality_figs:
         sections.append(Section("Quality vs. compression ratio", list(quality_figs)))
     if results:
-        sections.append(_significance_section(sig, frame, list(results)))
+        sections.append(_significance_section(sig, list(results)))
     points = latency_points(quality)
     if PARETO_FILE in by_file:
         blocks = [by_file[PARETO_FILE]]
@@ -173,15 +173,14 @@ def _figures(run_dirs, frame, quality, out_dir: Path) -> list[FigureItem]:
     return items
 
 
-def _significance_section(sig: Significance, frame: pd.DataFrame, tasks: list[str]) -> Section:
+def _significance_section(sig: Significance, tasks: list[str]) -> Section:
     blocks: list[Block] = []
     for task in tasks:
         table = significance_display(sig.table, task)
         if table is not None:
             blocks.append(table)
-    notes = sig.notes + recompute_notes(sig, frame)
     if not blocks:
         blocks.append("No paired comparisons could be made: they need ft or seq_kd results "
                       "and stored per-example outputs with the run's test references.")
-    blocks += [f"Note: {n}" for n in notes]
+    blocks += [f"Note: {n}" for n in sig.notes]
     return Section("Significance: paired bootstrap over test examples", blocks)

@@ -91,7 +91,8 @@ def significance_display(sig_table: pd.DataFrame, task: str) -> DisplayTable | N
         "test examples": rows["n_examples"].map(str),
     }).reset_index(drop=True)
     note = (f"Paired bootstrap over the {int(rows['n_examples'].iloc[0])} test examples "
-            f"(1,000 resamples, seed 12345): test {metric_name(metric)} recomputed with "
+            f"({int(rows['resamples'].iloc[0]):,} resamples, seed "
+            f"{int(rows['bootstrap_seed'].iloc[0])}): test {metric_name(metric)} recomputed with "
             f"sacreBLEU from the stored outputs, averaged over seeds; Δ = method − baseline; "
             f"two-sided p; significant when p < 0.05.")
     return DisplayTable(f"{task}: paired bootstrap against ft and seq_kd", data, None, note,

@@ -50,6 +50,11 @@ COLUMNS = [
     "realized_ratio", *EFFICIENCY_METRICS, *TRAIN_COLUMNS.values(),
     "train_seconds", "eval_seconds", "wall_seconds", "finished_at", "outputs_file", "run_dir",
 ]
+# Columns that may also come from the row's `metrics` dict (never identity fields).
+FROM_METRICS = frozenset({
+    *QUALITY_METRICS, *EFFICIENCY_METRICS, "headline", "params", "params_non_embedding",
+    "realized_ratio", "eval_seconds", "train_seconds",
+})
 # Where a column's value may also be found inside `metrics` under another name.
 METRIC_ALIASES = {"latency_ms": "latency_greedy_ms", "params": "params_total"}
 
@@ -99,7 +104,7 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
     record = {}
     for col in COLUMNS:
         value = row.get(col)
-        if value is None:
+        if value is None and col in FROM_METRICS:
             value = metrics.get(col)
         if value is None and col in METRIC_ALIASES:
             value = metrics.get(METRIC_ALIASES[col])

@@ -28,6 +28,7 @@ from reports.stats import (
     PairedResult,
     bootstrap_scores,
     compare,
+    corpus_score,
     resample_counts,
     sufficient_stats,
 )
@@ -39,6 +40,7 @@ RECOMPUTE_TOLERANCE = 0.01
 COLUMNS = [
     "task", "ratio", "label", "baseline", "metric", "score", "baseline_score", "delta",
     "delta_low", "delta_high", "p_value", "significant", "seeds", "baseline_seeds", "n_examples",
+    "resamples", "bootstrap_seed",
 ]
 
 
@@ -135,12 +137,18 @@ def _cells(rows: pd.DataFrame, task: str, metric: str) -> tuple[list[_Cell], lis
                 missing += 1
                 continue
             digest, refs = refs_cache[run_dir]
+            where = f"{task} {label} ×{ratio:g} seed {row['seed']}"
             try:
                 hyps = load_hypotheses(run_dir, row["outputs_file"], row["trial_key"])
-                stats.append(sufficient_stats(metric, hyps, refs))
+                seed_stats = sufficient_stats(metric, hyps, refs)
             except ValueError as exc:
-                notes.append(f"{task} {label} ×{ratio:g} seed {row['seed']}: {exc}")
+                notes.append(f"{where}: {exc}")
                 continue
+            recomputed, stored = corpus_score(metric, seed_stats), row[metric]
+            if not abs(recomputed - stored) <= RECOMPUTE_TOLERANCE:  # also catches NaN
+                notes.append(f"{where}: stored {metric_name(metric)} {stored:.2f}, recomputed "
+                             f"from its stored outputs {recomputed:.2f}")
+            stats.append(seed_stats)
             digests.add(digest)
         if len(digests) > 1:
             notes.append(f"{task} {label} ×{ratio:g}: seeds were tested on different test "
@@ -188,24 +196,10 @@ def _compare_cells(
                 "delta": result.delta, "delta_low": result.low, "delta_high": result.high,
                 "p_value": result.p_value, "significant": result.significant,
                 "seeds": len(cell.stats), "baseline_seeds": len(cells[j].stats),
-                "n_examples": result.n_examples,
+                "n_examples": result.n_examples, "resamples": result.n_samples,
+                "bootstrap_seed": seed,
             })
     return records
-
-
-def recompute_notes(sig: Significance, frame: pd.DataFrame) -> list[str]:
-    """Cells whose score recomputed from stored outputs differs from the stored rows' mean."""
-    notes = []
-    for _, comp in sig.table.iterrows():
-        rows = ok_rows(frame)
-        cell = rows[(rows["task"] == comp["task"]) & (rows["label"] == comp["label"])
-                    & (rows["ratio"] == comp["ratio"]) & rows["outputs_file"].notna()]
-        stored = cell[comp["metric"]].mean()
-        if abs(stored - comp["score"]) > RECOMPUTE_TOLERANCE:
-            notes.append(f"{comp['task']} {comp['label']} ×{comp['ratio']:g}: stored "
-                         f"{metric_name(comp['metric'])} {stored:.2f}, recomputed from the "
-                         f"stored outputs {comp['score']:.2f}")
-    return sorted(set(notes))
 
 
 def _digest(refs: list[list[str]]) -> str:

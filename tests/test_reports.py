@@ -291,7 +291,7 @@ def score(hyps: list[str], refs: list[list[str]]) -> dict:
 
 def _scored_row(run_dir, run_id, task, role, method, ratio, seed, hyps, refs, **extra):
     """A row whose BLEU/chrF are sacreBLEU's scores of `hyps`, with its outputs file."""
-    key = f"{task}|{role}|{method}|r{ratio:g}|s{seed}"
+    key = extra.pop("trial_key", None) or f"{task}|{role}|{method}|r{ratio:g}|s{seed}"
     scores = score(hyps, refs)
     outputs = f"outputs/{key.replace('|', '_')}.json"
     (run_dir / "outputs").mkdir(parents=True, exist_ok=True)
@@ -429,3 +429,104 @@ def test_rich_markdown_latex_parquet(rich_report, rich_run):
     assert parquet["trial_key"].tolist() == frame["trial_key"].tolist()
     pd.testing.assert_series_equal(parquet["bleu"], frame["bleu"])
     assert parquet["latency_ms"].notna().sum() == frame["latency_ms"].notna().sum() > 0
+
+
+def test_student_init_is_part_of_the_method_identity(tmp_path):
+    run = tmp_path / "inits"
+    refs = rich_references("d2t")
+    (run / "references").mkdir(parents=True)
+    (run / "references" / "d2t.json").write_text(json.dumps(refs))
+    for init, bonus in (("random", 0.0), ("shrink-alternating", 0.3)):
+        for method, quality in (("ft", 0.4), ("seq_kd", 0.5)):
+            for seed in (0, 1):
+                hyps = rich_hypotheses(refs, quality + bonus, f"{init}-{method}-{seed}")
+                _scored_row(run, "r", "d2t", "student", method, 2.0, seed, hyps, refs,
+                            student_init=init, trial_key=f"d2t|{method}|{init}|{seed}")
+    frame = load_frame([run])
+    assert set(frame["label"]) == {"ft [random]", "seq_kd [random]",
+                                   "ft [shrink-alternating]", "seq_kd [shrink-alternating]"}
+    sig = significance(frame, {"d2t": "bleu"})
+    # each init is compared with the ft / seq_kd of the same init only
+    assert set(zip(sig.table["label"], sig.table["baseline"])) == {
+        ("seq_kd [random]", "ft [random]"), ("ft [random]", "seq_kd [random]"),
+        ("seq_kd [shrink-alternating]", "ft [shrink-alternating]"),
+        ("ft [shrink-alternating]", "seq_kd [shrink-alternating]")}
+    page = build_report([run]).read_text(encoding="utf-8")
+    assert "ft [shrink-alternating]" in page and "Note:" not in page
+    # one init only: the plain method name
+    single = rows_frame([_row("r", "e2e", "student", "ft", 2.0, 0, 30.0) | {
+        "student_init": "random"}])
+    assert single["label"].tolist() == ["ft"]
+
+
+def test_headline_metric_comes_from_the_rows(tmp_path):
+    run = tmp_path / "summ"
+    for method, seed, rouge in (("ft", 0, 30.0), ("ft", 1, 32.0), ("seq_kd", 0, 35.0)):
+        row = _row("r", "summ", "student", method, 2.0, seed, 10.0)
+        row["metrics"] = {"headline": "rougeL", "rougeL": rouge}
+        append_row(run, row)
+    frame = load_frame([run])
+    assert frame["rougeL"].tolist() == [30.0, 32.0, 35.0]
+    out = tmp_path / "summ_report"
+    page = build_report([run], out).read_text(encoding="utf-8")
+    assert "summ: test ROUGE-L by method and compression ratio" in page
+    assert "no paired bootstrap for ROUGE-L" in page
+    assert "test ROUGE-L (0–100)" not in page  # axis labels live in the PNGs, not the page
+    assert "31.00 ± 12.71" in page  # the rougeL values, not the bleu ones
+
+
+def test_rows_with_almost_nothing_do_not_crash(tmp_path):
+    run = tmp_path / "bare"
+    for seed, bleu in ((0, 20.0), (1, 22.0)):
+        append_row(run, {"trial_key": f"k{seed}", "status": "ok", "role": "student",
+                         "task": "t", "method": "ft", "ratio": 2.0, "seed": seed,
+                         "bleu": bleu, "metrics": {"train": {}}})
+    append_row(run, {"trial_key": "bad", "status": "error", "error": "boom", "task": "t"})
+    page = build_report([run]).read_text(encoding="utf-8")
+    assert "21.00 ± 12.71" in page and "boom" in page
+    assert "Quality vs. latency" not in page and "Learning curves" not in page
+    assert "No paired comparisons could be made" in page
+    assert "t: 2 successful trial(s) without stored outputs" in page
+
+
+def test_latex_escapes_and_marks_best(tmp_path):
+    run = tmp_path / "tex"
+    for method, bleu in (("my_kd&50%", 40.0), ("ft", 30.0)):
+        append_row(run, _row("r", "t#1", "student", method, 2.0, 0, bleu))
+    build_report([run])
+    tex = (run / "report" / "tables.tex").read_text(encoding="utf-8")
+    assert r"my\_kd\&50\%" in tex and r"t\#1" in tex
+    assert r"\textbf{40.00 $\pm$ n/a}" in tex
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert "my_kd&" not in tex and "±" not in tex
+
+
+def test_significance_notes_say_why_a_comparison_was_not_made(tmp_path):
+    a = write_rich_run(tmp_path / "a", "run-a", tasks=("d2t",), methods=("ft", "seq_kd"),
+                       fail=False)
+    b = write_rich_run(tmp_path / "b", "run-b", tasks=("d2t",), methods=("ft", "seq_kd"),
+                       fail=False)
+    refs = json.loads((b / "references" / "d2t.json").read_text())
+    refs[0] = ["a different test set"]
+    (b / "references" / "d2t.json").write_text(json.dumps(refs))
+    frame = load_frame([a, b])
+    sig = significance(frame, {"d2t": "bleu"})
+    assert sig.table.empty
+    assert any("different test sets" in n for n in sig.notes)
+    # an outputs file of another trial is refused, and a stored score that does not match
+    # its outputs is reported
+    key = "d2t|student|ft|r2|s0"
+    path = a / f"outputs/{key.replace('|', '_')}.json"
+    path.write_text(json.dumps({"trial_key": "someone else", "hypotheses": []}))
+    sig = significance(load_frame([a]), {"d2t": "bleu"})
+    assert any("holds outputs of 'someone else'" in n for n in sig.notes)
+    assert len(sig.table) == 4  # the other seeds are still compared
+    assert set(sig.table["seeds"]) == {2, 3}  # ft now has 2 usable seeds: the table says so
+    # outputs that do not give back the stored score are reported, trial by trial
+    key = "d2t|student|seq_kd|r4|s1"
+    path = a / f"outputs/{key.replace('|', '_')}.json"
+    path.write_text(json.dumps({"trial_key": key, "hypotheses": ["x"] * RICH_TEST}))
+    page = build_report([a], tmp_path / "ra").read_text(encoding="utf-8")
+    assert re.search(r"Note: d2t seq_kd ×4 seed 1: stored BLEU \d+\.\d\d, recomputed from its "
+                     r"stored outputs 0\.00", page)
+    assert "holds outputs of &#x27;someone else&#x27;" in page
