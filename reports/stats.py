@@ -68,8 +68,9 @@ class Interval:
 
 
 def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
-    """Student-t interval of the mean of the finite `values` (NaN/None are left out)."""
-    x = np.asarray([float(v) for v in values if v is not None], dtype="float64")
+    """Student-t interval of the mean of the finite `values` (NaN/None/NA are left out)."""
+    x = pd.to_numeric(pd.Series(list(values), dtype="object"), errors="coerce")
+    x = x.to_numpy(dtype="float64", na_value=np.nan)
     x = x[np.isfinite(x)]
     n = int(x.size)
     if n == 0:

@@ -55,7 +55,7 @@ def test_one_seed_has_no_interval_and_missing_values_are_ignored():
     assert math.isnan(one.std) and math.isnan(one.half_width)  # undefined, not zero
     assert mean_ci(one.mean, one.half_width, one.n) == "19.00 ± n/a"
     assert ci_bounds([19.0]) == (19.0, 19.0)  # a band of zero width in plots, never NaN
-    assert t_interval([1.0, None, float("nan"), 3.0]).n == 2
+    assert t_interval([1.0, None, float("nan"), pd.NA, 3.0]).n == 2
     empty = t_interval([])
     assert empty.n == 0 and math.isnan(empty.mean)
 
