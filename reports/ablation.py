@@ -95,8 +95,7 @@ def ablation_plot(quality: pd.DataFrame, path: Path | str) -> Path | None:
         ax.set_ylabel(axis_label(str(part["metric"].iloc[0])))
         ax.grid(True, axis="y", alpha=0.3)
     handles = [Line2D([], [], color=c, linewidth=8, label=n) for n, c in colors.items()]
-    fig.legend(handles=handles, loc="outside right upper", title="compression ratio",
+    fig.legend(handles=handles, loc="outside right center", title="compression ratio",
                frameon=False)
-    fig.suptitle("Pseudo-target ablation: count and strategy (mean over seeds)",
-                 fontweight="bold")
+    fig.suptitle("Pseudo-target ablation: count and strategy\nmean over seeds", fontweight="bold")
     return save(fig, path)

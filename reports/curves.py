@@ -92,6 +92,6 @@ def curves_plot(curves: pd.DataFrame, path: Path | str) -> Path | None:
             ax.set_ylabel(axis_label(metric, prefix=""))
             ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=c, label=m) for m, c in colors.items()]
-    fig.legend(handles=handles, loc="outside right upper", title="method", frameon=False)
-    fig.suptitle("Learning curves (mean over seeds at each logged step)", fontweight="bold")
+    fig.legend(handles=handles, loc="outside right center", title="method", frameon=False)
+    fig.suptitle("Learning curves (mean over seeds)", fontweight="bold")
     return save(fig, path)

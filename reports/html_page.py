@@ -34,6 +34,7 @@ table.failed td:last-child{text-align:left;white-space:pre-wrap;font-family:mono
 font-size:.82rem;max-width:60rem;color:#a40000}
 figure{margin:1rem 0}figcaption{color:#555;font-size:.88rem}
 img{max-width:100%;height:auto;border:1px solid #eee}
+.scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -111,8 +112,9 @@ def _table(table: DisplayTable) -> str:
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{cls}>{escape(str(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<table{css}><thead><tr>{head}</tr></thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+    # Wide tables (the per-trial listing) scroll inside their box, not the whole page.
+    return (f'<div class="scroll"><table{css}><thead><tr>{head}</tr></thead><tbody>'
+            + "".join(body) + "</tbody></table></div>")
 
 
 def _is_text(value) -> bool:

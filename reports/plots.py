@@ -106,8 +106,8 @@ def quality_plot(quality: pd.DataFrame, path: Path | str) -> Path | None:
         ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colors.items()]
     handles.append(Line2D([], [], color="0.3", linestyle="--", label=TEACHER))
-    fig.legend(handles=handles, loc="outside right upper", title="method", frameon=False)
-    band = " (mean over seeds, band: 95% t-interval)" if seeds else ""
+    fig.legend(handles=handles, loc="outside right center", title="method", frameon=False)
+    band = "\nmean over seeds; band: 95% t-interval" if seeds else ""
     fig.suptitle(f"Test quality vs. compression ratio{band}", fontweight="bold")
     return save(fig, path)
 
@@ -147,8 +147,8 @@ def bars_plot(quality: pd.DataFrame, path: Path | str) -> Path | None:
         ax.grid(True, axis="y", alpha=0.3)
     handles = [Line2D([], [], color=c, linewidth=8, label=r) for r, c in ratio_colors.items()]
     handles.append(Line2D([], [], color="0.3", linestyle="--", label=TEACHER))
-    fig.legend(handles=handles, loc="outside right upper", title="compression ratio",
+    fig.legend(handles=handles, loc="outside right center", title="compression ratio",
                frameon=False)
-    whiskers = " (mean over seeds, whiskers: 95% t-interval)" if seeds else ""
+    whiskers = "\nmean over seeds; whiskers: 95% t-interval" if seeds else ""
     fig.suptitle(f"Test quality per method{whiskers}", fontweight="bold")
     return save(fig, path)
