@@ -13,7 +13,6 @@ from reports.markdown import write_markdown
 __all__ = ["build_report"]
 
 REPORT_DIR = "report"
-FILES = ("report.html", "report.md", "tables.tex", "results.csv", "results.parquet")
 
 
 def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path:
