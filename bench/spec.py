@@ -24,14 +24,17 @@ class Strict(BaseModel):
 
 
 class Sizes(Strict):
-    """Examples per split (see tasks.base.SplitSizes); paper proportions labeled:unlabeled=1:4."""
+    """Examples per split (see tasks.base.SplitSizes). In a task entry, the sizes left out take
+    that task's defaults (`kdbench list`; built-in tasks: 2000 labeled : 8000 unlabeled, the
+    paper's 1:4). Dataset tasks only: `unlabeled: null` = all the rest of train, `test: null` =
+    all of the evaluation pool left after dev; `teacher_pool` must be 0 (built-in tasks only)."""
 
     labeled: int = Field(2000, ge=1)
-    unlabeled: int = Field(8000, ge=0)
+    unlabeled: int | None = Field(8000, ge=0)
     dev: int = Field(500, ge=1)
-    test: int = Field(500, ge=1)
+    test: int | None = Field(500, ge=1)
     teacher_pool: int = Field(16000, ge=0)
-    references: int = Field(4, ge=1)
+    references: int = Field(4, ge=1)  # references per dev/test input: generated, or kept at most
 
 
 class ModelSpec(Strict):
@@ -71,20 +74,204 @@ class TeacherSpec(Strict):
     train: TrainSpec = TrainSpec(steps=1000, batch_size=64)
 
 
+def _error_at(model: str, loc: tuple, message: str, value) -> ValidationError:
+    """A validation error located at `loc` inside `model` (a plain ValueError would point at the
+    whole model)."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    return ValidationError.from_exception_data(model, [InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}), loc=loc, input=value)])
+
+
+def _located(model: str, err, value, prefix: tuple = ()) -> ValidationError:
+    """A tasks.base.SettingError (with its dotted `field`) as a located validation error."""
+    loc = prefix + tuple(int(p) if p.isdigit() else p for p in err.field.split("."))
+    return _error_at(model, loc, str(err), value)
+
+
+class LengthFilters(Strict):
+    """Word-count bounds (whitespace words); an example outside them is dropped. None: no bound.
+    The target checked is the first reference."""
+
+    min_source_words: int | None = Field(None, ge=0)
+    max_source_words: int | None = Field(None, ge=1)
+    min_target_words: int | None = Field(None, ge=0)
+    max_target_words: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LengthFilters:
+        from tasks.base import SettingError
+        from tasks.dataset import LengthFilter
+
+        try:
+            LengthFilter(**self.model_dump())
+        except SettingError as err:
+            raise _located("LengthFilters", err, getattr(self, err.field)) from None
+        return self
+
+
+class DataLocation(Strict):
+    """Where a dataset lives: `path` = a Hub dataset id ("org/name", with optional `config` and
+    `revision`) or a local directory / file; or `files` = local files per split
+    ({train: ..., validation: ..., test: ...}, a path or a list each). `format` (parquet, jsonl,
+    json, csv) is inferred from the file extensions when left out. Relative paths are resolved
+    against the current directory when the spec is read."""
+
+    path: str | None = None
+    files: dict[str, str | list[str]] | None = None
+    format: Literal["parquet", "jsonl", "json", "csv"] | None = None
+    config: str | None = None
+    revision: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_local_path(cls, v: str | None) -> str | None:
+        import os
+
+        return os.path.abspath(v) if v is not None and os.path.exists(v) else v
+
+    @field_validator("files")
+    @classmethod
+    def _files_per_split(cls, v: dict | None) -> dict | None:
+        from tasks.sources import normalize_files
+
+        return None if v is None else {k: list(paths) for k, paths in normalize_files(v).items()}
+
+    def source_dict(self) -> dict:
+        return self.model_dump(include={"path", "files", "format", "config", "revision"})
+
+    @model_validator(mode="after")
+    def _readable(self) -> DataLocation:
+        from tasks.base import SettingError
+        from tasks.sources import DataSource
+
+        try:
+            DataSource.from_dict(self.source_dict())
+        except SettingError as err:
+            raise _located(type(self).__name__, err, getattr(self, err.field)) from None
+        return self
+
+
+class DataSpec(DataLocation):
+    """`data:` of a registered dataset task: read it from a local copy (offline use) or another
+    Hub id instead of its default. `columns` maps the task's column names to this copy's
+    ({task column: column here})."""
+
+    columns: dict[str, str] = {}
+
+
+class CustomTaskSpec(DataLocation):
+    """`custom:` a task defined in the spec, from your own files or any Hub dataset.
+    `source_field` -> `target_field`; `references_field` (optional) names a list of references on
+    validation/test rows. Missing fields, empty targets, non-text values, an empty split or sizes
+    larger than the data fail before any training, naming the split, file and row."""
+
+    source_field: str = Field(min_length=1)
+    target_field: str = Field(min_length=1)
+    references_field: str | None = None
+    prompt: str = ""
+    metric: str = "bleu"
+    max_source_tokens: int = Field(256, ge=8)
+    max_target_tokens: int = Field(64, ge=4)
+    filters: LengthFilters = LengthFilters()
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        from tasks.base import METRICS
+
+        if v not in METRICS:
+            raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(METRICS)}")
+        return v
+
+
 class TaskEntry(Strict):
+    """One task of the spec: a registered task (built-in `d2t`, `qg`; Hub `xsum`, `squad_qg`,
+    `art`; `shakespeare` from a local copy) with optional overrides, or a `custom` task."""
+
     name: str
+    data: DataSpec | None = None  # registered dataset tasks: read a local copy / another Hub id
+    custom: CustomTaskSpec | None = None  # a task of your own (then `name` is yours to choose)
     sizes: Sizes = Sizes()
+    filters: LengthFilters | None = None  # override the task's default length filters
+    prompt: str | None = None  # override the task's prompt (prepended to every input)
+    max_source_tokens: int | None = Field(None, ge=8)  # override the task's lengths
+    max_target_tokens: int | None = Field(None, ge=4)
     teacher: TeacherSpec = TeacherSpec()
     data_seed: int = 0
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def _known_task(cls, v: str) -> str:
-        from tasks import task_names
+    def _task_default_sizes(cls, data):
+        """Sizes left out of the entry take the task's defaults, not one size for every task."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return data
+        from tasks import get_task, task_names
+        from tasks.custom import DEFAULT_SIZES
 
-        if v not in task_names():
-            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(task_names())}")
-        return v
+        if data.get("custom") is not None:
+            defaults = DEFAULT_SIZES
+        elif data["name"] in task_names():
+            defaults = get_task(data["name"]).default_sizes
+        else:
+            return data  # reported as an unknown task below
+        given = data.get("sizes")
+        if isinstance(given, Sizes):
+            given = given.model_dump(include=given.model_fields_set)
+        if given is not None and not isinstance(given, dict):
+            return data  # reported as a type error
+        from dataclasses import asdict
+
+        return {**data, "sizes": {**asdict(defaults), **(given or {})}}
+
+    @model_validator(mode="after")
+    def _runnable(self) -> TaskEntry:
+        from tasks import task_names
+        from tasks.base import SettingError
+
+        if self.custom is None and self.name not in task_names():
+            raise _error_at("TaskEntry", ("name",), f"unknown task {self.name!r}; allowed: "
+                            f"{', '.join(task_names())} (or define your own with `custom:`)", self.name)
+        if self.custom is not None:
+            import re
+
+            if self.name in task_names():
+                raise _error_at("TaskEntry", ("name",), f"{self.name!r} is a registered task; give your custom "
+                                f"task another name", self.name)
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", self.name):
+                raise _error_at("TaskEntry", ("name",), f"custom task name {self.name!r} must start with a letter "
+                                f"and use only letters, digits, '_', '.', '-'", self.name)
+            for key in ("data", "filters", "prompt", "max_source_tokens", "max_target_tokens"):
+                if getattr(self, key) is not None:
+                    raise _error_at("TaskEntry", (key,), f"a custom task sets {key} inside `custom:` (allowed "
+                                    f"here: name, custom, sizes, teacher, data_seed)", getattr(self, key))
+        try:
+            self.task().check_runnable(self.split_sizes())
+        except SettingError as err:
+            value = self.model_dump()
+            for part in err.field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            raise _located("TaskEntry", err, value, ("custom",) if self.custom and not
+                           err.field.startswith("sizes") else ()) from None
+        return self
+
+    def task(self):
+        """The task this entry runs (`tasks.base.Task`), with the entry's overrides applied."""
+        from tasks import get_task
+        from tasks.custom import custom_task
+
+        if self.custom is not None:
+            return custom_task(self.name, **self.custom.model_dump())
+        return get_task(self.name).configured(
+            data=self.data.source_dict() | {"columns": self.data.columns} if self.data else None,
+            filters=self.filters.model_dump() if self.filters else None, prompt=self.prompt,
+            max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens)
+
+    def split_sizes(self):
+        """The entry's sizes as `tasks.base.SplitSizes`."""
+        from tasks import SplitSizes
+
+        return SplitSizes(**self.sizes.model_dump())
 
 
 class TokenizerSpec(Strict):

@@ -27,9 +27,9 @@ from bench.models import build_model, config_from_spec
 from bench.precision import autocast, autocast_dtype
 from bench.spec import Spec, TaskEntry
 from bench.tokenizer import load_tokenizer, train_tokenizer
-from tasks import SplitSizes, get_task
+from tasks import Task
 
-STAGE_VERSION = {"data": 1, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 1}
+STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 1}
 
 
 def pt_label(pt: PTSpec) -> str:
@@ -76,9 +76,25 @@ def torch_device(spec: Spec):
     return torch.device("cpu")
 
 
+def data_key(entry: TaskEntry, task: Task) -> dict[str, Any]:
+    """Everything that determines a task's data artifact: the task's definition and overrides,
+    its data source (Hub id and revision, or the content hashes of local files), sizes and seed."""
+    return {"task": task.name, "task_version": task.version, "sizes": asdict(entry.split_sizes()),
+            "seed": entry.data_seed, "fingerprint": task.fingerprint()}
+
+
+def build_data(task: Task, entry: TaskEntry, out_dir: Path) -> None:
+    """The task's splits (one JSONL file per split) and `task.json`: the task's card (metric,
+    prompt, lengths, data source) and how its splits were made (rows read, dropped, counts)."""
+    splits = task.build(entry.split_sizes(), entry.data_seed)
+    save_splits(splits, out_dir)
+    card = {**task.describe(), "splits": splits.info}
+    (out_dir / "task.json").write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str))
+
+
 def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[str], None] = print) -> TaskArtifacts:
     """Build (or reuse) every shared artifact of one task, in dependency order."""
-    task = get_task(entry.name)
+    task = entry.task()  # the registered or custom task, with the entry's overrides
     store = ArtifactStore(store_root)
     out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens))
     device = torch_device(spec)
@@ -96,11 +112,8 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
             say(f"[{entry.name}] {label}: built {art.hash} in {art.build_seconds:.1f}s")
         return art
 
-    # data
-    data_key = {"task": task.name, "task_version": task.version, "sizes": entry.sizes.model_dump(),
-                "seed": entry.data_seed}
-    data = stage("data", data_key,
-                 lambda d: save_splits(task.build(SplitSizes(**entry.sizes.model_dump()), entry.data_seed), d))
+    # data: bad data fails here, before any training, with the split, file and row
+    data = stage("data", data_key(entry, task), lambda d: build_data(task, entry, d))
     splits = load_splits(data.path)
 
     # tokenizer: trained on the students' training text only (never the teacher pool)
