@@ -15,16 +15,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-from bench.cost import latency_ms
+from bench.cost import profile_model
 from bench.data import Lengths, encode
-from bench.distill.loop import shift_right
-from bench.distill.losses import IGNORE_INDEX
-from bench.generation import generate_ids, labels_from_targets, pad_batch
+from bench.distill.loop import dev_loss as loop_dev_loss
+from bench.generation import generate_ids
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 ROUGE_SIGNATURE = (f"rouge-score {version('rouge-score')}, {'/'.join(ROUGE_TYPES)} F1 x100, stemmer=True, "
@@ -129,67 +126,58 @@ def decode(tokenizer, id_lists: list[list[int]]) -> list[str]:
 
 
 def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *, num_beams: int,
-                   batch_size: int, latency_examples: int, device, bertscore_model: str | None = None,
+                   batch_size: int, latency_examples: int, device, profile_examples: int = 128,
+                   profile_num_beams: int = 4, bertscore_model: str | None = None,
                    bertscore_num_layers: int | None = None) -> dict[str, Any]:
-    """Generate for the test split, score against all references, time batch-1 decoding.
+    """Generate for the test split, score against all references, profile the model's costs.
 
     Returns the `score` fields; `bertscore_*` when `bertscore_model` (a local directory) is
     given (off by default; a missing model fails before any generation); `hypotheses` (every
     decoded output, aligned with `test_rows`); the generation settings `eval_num_beams`,
-    `eval_batch_size`, `max_new_tokens`; `latency_ms` (greedy, batch 1, mean per example over
-    the first `latency_examples`), `params`, `eval_seconds` and five `samples`."""
+    `eval_batch_size`, `max_new_tokens`; the `bench.cost.profile_model` fields over the first
+    `profile_examples` test inputs (batch-1 latencies over the first `latency_examples`, beam
+    latency with `profile_num_beams`); `latency_ms` (= `latency_greedy_ms`), `params`,
+    `eval_seconds` and five `samples`."""
     if bertscore_model is not None:
         check_bertscore_model(bertscore_model)
     start = time.perf_counter()
     sources = encode(tokenizer, [r["source"] for r in test_rows], lengths.max_source)
     references = [r["references"] for r in test_rows]
-    kw = {"pad_id": tokenizer.pad_token_id, "eos_id": tokenizer.eos_token_id,
-          "max_new_tokens": lengths.max_target, "device": device}
-    outputs = generate_ids(model, sources, num_beams=num_beams, batch_size=batch_size, **kw)
+    outputs = generate_ids(model, sources, num_beams=num_beams, batch_size=batch_size,
+                           pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+                           max_new_tokens=lengths.max_target, device=device)
     hyps = decode(tokenizer, [o[0] for o in outputs])
     metrics = score(hyps, references)
     if bertscore_model is not None:
         metrics.update(bertscore(hyps, references, bertscore_model, num_layers=bertscore_num_layers,
                                  batch_size=batch_size, device=device))
-    metrics["latency_ms"] = batch1_latency_ms(model, sources[:latency_examples], **kw)
-    metrics["params"] = sum(p.numel() for p in model.parameters())
+    metrics["eval_seconds"] = time.perf_counter() - start
+    metrics.update(profile_model(model, tokenizer, sources[:profile_examples], device=device,
+                                 num_beams=profile_num_beams, batch_size=batch_size,
+                                 latency_examples=latency_examples, max_new_tokens=lengths.max_target))
+    metrics["latency_ms"] = metrics["latency_greedy_ms"]
+    metrics["params"] = metrics["params_total"]
     metrics.update(eval_num_beams=num_beams, eval_batch_size=batch_size, max_new_tokens=lengths.max_target)
     metrics["hypotheses"] = hyps
-    metrics["eval_seconds"] = time.perf_counter() - start
     metrics["samples"] = [{"source": r["source"], "output": h} for r, h in zip(test_rows[:5], hyps[:5])]
     return metrics
 
 
-def batch1_latency_ms(model, sources, **kw) -> float:
-    """Mean greedy decoding time per example at batch size 1 (after one warm-up example)."""
-    return latency_ms(model, sources, num_beams=1, **kw)
-
-
-@torch.inference_mode()
-def dev_loss(model, tokenizer, rows: list[dict], lengths: Lengths, *, batch_size: int, device) -> float:
-    """Mean per-token cross-entropy (nats) of a seq2seq model on `rows`, teacher-forced.
-
-    The target of a row is its `target`, or else its first reference. Sources and targets are
-    truncated as in training (`lengths`), targets end in eos, and the decoder input is the
-    target shifted right behind the model's decoder start token. The mean is over all target
-    tokens of all rows (eos included, padding excluded via IGNORE_INDEX labels), not a mean of
-    per-batch means; dropout is off and the model's training mode is restored after."""
-    if not rows:
-        raise ValueError("dev_loss needs at least one row")
+def dev_pairs(tokenizer, rows: list[dict], lengths: Lengths) -> list[tuple[list[int], list[int]]]:
+    """(source ids, target ids) of `rows`: the target is a row's `target`, or else its first
+    reference; truncated as in training (targets without eos: the loss adds it)."""
     sources = encode(tokenizer, [r["source"] for r in rows], lengths.max_source)
     targets = encode(tokenizer, [r["target"] if "target" in r else r["references"][0] for r in rows],
                      lengths.max_target, add_eos=False)
-    pad_id, start_id = tokenizer.pad_token_id, model.config.decoder_start_token_id
-    was_training = model.training
-    model.eval()
-    total, tokens = 0.0, 0
-    for i in range(0, len(rows), batch_size):
-        input_ids, mask = pad_batch(sources[i : i + batch_size], pad_id, device)
-        labels = labels_from_targets(targets[i : i + batch_size], tokenizer.eos_token_id, lengths.max_target, device)
-        logits = model(input_ids=input_ids, attention_mask=mask,
-                       decoder_input_ids=shift_right(labels, start_id, pad_id)).logits
-        total += F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,
-                                 reduction="sum").item()
-        tokens += int(labels.ne(IGNORE_INDEX).sum())
-    model.train(was_training)
-    return total / tokens
+    return list(zip(sources, targets))
+
+
+def dev_loss(model, tokenizer, rows: list[dict], lengths: Lengths, *, batch_size: int, device) -> float:
+    """Mean per-token cross-entropy (nats) of a seq2seq model on `rows`, teacher-forced
+    (`bench.distill.loop.dev_loss` on `dev_pairs`): the mean is over all target tokens of all
+    rows, eos included, padding excluded; dropout off, training mode restored after."""
+    if not rows:
+        raise ValueError("dev_loss needs at least one row")
+    return loop_dev_loss(model, dev_pairs(tokenizer, rows, lengths), pad_id=tokenizer.pad_token_id,
+                         eos_id=tokenizer.eos_token_id, start_id=model.config.decoder_start_token_id,
+                         max_target=lengths.max_target, device=device, batch_size=batch_size)

@@ -1,4 +1,4 @@
-"""The Ray Tune grid: task × ratio × method × seed, one `run_trial` per cell."""
+"""The Ray Tune grid: task × ratio × method × student init × seed, one `run_trial` per cell."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,6 @@ from typing import Any
 import ray
 from ray import tune
 
-from bench.distill.methods import get_method
 from bench.spec import Spec
 from bench.trial import run_trial
 
@@ -25,7 +24,8 @@ class TrialProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.done += 1
         cfg = trial.config
-        label = f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']} seed={cfg['seed']}"
+        init = "" if cfg["student_init"] == "random" else f" [{cfg['student_init']}]"
+        label = f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']}{init} seed={cfg['seed']}"
         if result.get("status") == "ok":
             what = (f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} "
                     f"(params {result['params']:,}, ratio {result['realized_ratio']:.2f})")
@@ -47,22 +47,24 @@ def concurrency(spec: Spec, cluster_cpus: float) -> int:
     return min(fit, spec.resources.max_concurrent_trials or fit)
 
 
-def longest_first(methods: list[str]) -> list[str]:
-    """Methods ordered by expected cost, so the grid ends with short trials (less idle CPU)."""
-    return sorted(methods, key=lambda m: -get_method(m).relative_cost)
+def longest_first(spec: Spec) -> list[str]:
+    """The spec's methods ordered by expected cost, so the grid ends with short trials (less
+    idle CPU)."""
+    return sorted(spec.methods, key=lambda m: -spec.method(m).relative_cost)
 
 
 def grid_size(spec: Spec) -> int:
-    return len(spec.tasks) * len(spec.ratios) * len(spec.methods) * len(spec.seeds)
+    return len(spec.tasks) * len(spec.ratios) * len(spec.methods) * len(spec.student_inits) * len(spec.seeds)
 
 
 def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False) -> None:
     total = grid_size(spec)
     param_space = {  # methods costliest first, so within each task the long trials start first
-        "method": tune.grid_search(longest_first(spec.methods)),
+        "method": tune.grid_search(longest_first(spec)),
         "ratio": tune.grid_search(sorted(spec.ratios)),
         "task": tune.grid_search([t.name for t in spec.tasks]),
         "seed": tune.grid_search(list(spec.seeds)),
+        "student_init": tune.grid_search(list(spec.student_inits)),
     }
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"CPU": TRIAL_CPU})
     max_conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))

@@ -80,7 +80,7 @@ def shape_of(config: PretrainedConfig) -> Shape:
     raise ValueError(f"cannot size a student for model type {config.model_type!r}; allowed: bart, t5")
 
 
-def _with_shape(config: PretrainedConfig, shape: Shape) -> PretrainedConfig:
+def with_shape(config: PretrainedConfig, shape: Shape) -> PretrainedConfig:
     new = config.__class__.from_dict(config.to_dict())
     if config.model_type == "bart":
         new.d_model = shape.d_model
@@ -135,13 +135,13 @@ def plan_student(teacher_config: PretrainedConfig, ratio: float) -> StudentPlan:
         lo, hi = 0, len(widths) - 1  # bisection: params grow with width
         while lo < hi:
             mid = (lo + hi) // 2
-            if count_params(_with_shape(teacher_config, shaped(widths[mid], enc, dec))) < target:
+            if count_params(with_shape(teacher_config, shaped(widths[mid], enc, dec))) < target:
                 lo = mid + 1
             else:
                 hi = mid
         for i in {max(lo - 1, 0), lo}:
             shape = shaped(widths[i], enc, dec)
-            n = count_params(_with_shape(teacher_config, shape))
+            n = count_params(with_shape(teacher_config, shape))
             err = abs(n - target) / target
             if best is None or err < best[0]:
                 best = (err, shape, n)
@@ -154,7 +154,7 @@ def plan_student(teacher_config: PretrainedConfig, ratio: float) -> StudentPlan:
             f"(teacher {teacher_params:,}, target {target:,.0f}); the vocabulary embeddings bound "
             f"the smallest student — use a smaller ratio or a larger teacher"
         )
-    return StudentPlan(_with_shape(teacher_config, shape), n, teacher_params, ratio)
+    return StudentPlan(with_shape(teacher_config, shape), n, teacher_params, ratio)
 
 
 def _depths(teacher: Shape):

@@ -6,10 +6,11 @@ resumed trial cannot duplicate or overwrite a finished result. A torn last line 
 mid-write) is skipped on read, never fatal.
 
 Row schema (documented in README, read by `reports/`):
-  trial_key   str   unique per (task, role, method, ratio, seed)
+  trial_key   str   unique per (task, role, method, student init, ratio, seed)
   status      "ok" | "error";  error: str | null (the reason when status is "error")
   role        "teacher" | "student"
   task, method, ratio (requested compression; 1.0 for the teacher), seed
+  student_init  "random" | "shrink-alternating" | "shrink-first-last" | "pretrained:<name>" (students)
   bleu, chrf  test-set metrics (multi-reference sacreBLEU); null when failed
   params, realized_ratio, latency_ms (per example, batch 1, greedy)
   train_seconds, eval_seconds, wall_seconds
@@ -17,11 +18,17 @@ Row schema (documented in README, read by `reports/`):
   artifacts   dict  stage name -> content hash of every shared artifact used
   versions    dict  library versions
   run_id, finished_at (ISO 8601, UTC)
+  metrics     dict  everything the evaluation returned (all metrics, signatures, cost profile,
+                    `relative` costs vs the teacher, `train` statistics with the learning curve)
+  outputs_file str  path (relative to the run dir) of the test outputs, aligned with
+                    `references/<task>.json`
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +93,32 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as fh:
         fh.seek(-1, os.SEEK_END)
         return fh.read(1) == b"\n"
+
+
+OUTPUTS_DIR = "outputs"
+REFERENCES_DIR = "references"
+
+
+def write_outputs(run_dir: Path | str, trial_key: str, hypotheses: list[str]) -> str:
+    """Store a trial's test outputs (aligned with `references/<task>.json`, for paired
+    significance tests); returns the path relative to the run dir, recorded in the row as
+    `outputs_file`. Written to a temp file and renamed, so a reader never sees half a file."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", trial_key)[:80]
+    digest = hashlib.sha1(trial_key.encode()).hexdigest()[:10]
+    rel = f"{OUTPUTS_DIR}/{name}-{digest}.json"
+    _write_json_atomic(Path(run_dir) / rel, {"trial_key": trial_key, "hypotheses": hypotheses})
+    return rel
+
+
+def write_references(run_dir: Path | str, task: str, references: list[list[str]]) -> str:
+    """Store a task's test references once per run dir (`references/<task>.json`)."""
+    rel = f"{REFERENCES_DIR}/{task}.json"
+    _write_json_atomic(Path(run_dir) / rel, references)
+    return rel
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)

@@ -87,28 +87,34 @@ def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str,
     return artifacts, errors
 
 
-def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_id: str, versions: dict) -> dict:
+def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict) -> dict:
+    """The teacher's row: quality from the cached evaluation, costs from this run's profile."""
+    from bench.results import write_outputs
     from bench.trial import teacher_key
 
-    ev = art["teacher_eval"]
+    ev = {k: v for k, v in art["teacher_eval"].items() if k != "hypotheses"}
+    ev.update(art["teacher_profile"], latency_ms=art["teacher_profile"]["latency_greedy_ms"])
     entry = spec.task(task)
+    key = teacher_key(task)
     return {
-        "trial_key": teacher_key(task), "status": "ok", "error": None, "role": "teacher",
+        "trial_key": key, "status": "ok", "error": None, "role": "teacher",
         "task": task, "method": "teacher", "ratio": 1.0, "seed": entry.data_seed,
         "bleu": ev["bleu"], "chrf": ev["chrf"], "params": ev["params"], "realized_ratio": 1.0,
         "latency_ms": ev["latency_ms"], "eval_seconds": ev["eval_seconds"],
         "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": ev,
+        "outputs_file": write_outputs(run_dir, key, art["teacher_eval"]["hypotheses"]),
         "config": {"teacher": entry.teacher.model_dump(), "sizes": entry.sizes.model_dump(),
                    "eval": spec.eval.model_dump(), "spec_name": spec.name},
-        "artifacts": art["hashes"], "versions": versions, "run_id": run_id,
+        "artifacts": art["hashes"], "versions": versions, "run_id": run_dir.name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
 def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False) -> Path:
     """Run the whole experiment; returns the path of the HTML report."""
+    from bench.data import load_splits
     from bench.grid import grid_size, run_grid
-    from bench.results import append_row
+    from bench.results import append_row, write_references
     from reports import build_report
 
     run_dir = (run_dir or new_run_dir(spec)).resolve()
@@ -131,7 +137,9 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
     print(f"shared stages ready in {time.time() - t1:.1f}s", flush=True)
     for task, art in artifacts.items():
         if art is not None:
-            append_row(run_dir, teacher_row(spec, task, art, run_dir.name, versions))
+            test = load_splits(art["paths"]["data"]).splits["test"]
+            write_references(run_dir, task, [r["references"] for r in test])
+            append_row(run_dir, teacher_row(spec, task, art, run_dir, versions))
             print(f"[{task}] teacher: BLEU {art['teacher_eval']['bleu']:.2f} "
                   f"chrF {art['teacher_eval']['chrf']:.2f} ({art['teacher_eval']['params']:,} params)",
                   flush=True)

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 PRESETS = ("default", "smoke", "full")
 
@@ -49,9 +57,13 @@ class ModelSpec(Strict):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> "ModelSpec":
+    def _heads_divide(self) -> ModelSpec:
         if self.d_model % self.heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by heads={self.heads}")
+        if self.arch == "t5" and self.decoder_layers > self.encoder_layers:
+            # transformers 5.x: T5 generate() fails with IndexError when the decoder is deeper
+            raise ValueError(f"t5 needs decoder_layers ({self.decoder_layers}) <= encoder_layers "
+                             f"({self.encoder_layers}): generation fails otherwise (transformers 5)")
         return self
 
 
@@ -286,9 +298,15 @@ class PseudoTargetSpec(Strict):
 
 
 class EvalSpec(Strict):
-    num_beams: int = Field(1, ge=1)
+    """Test-set evaluation (quality) and cost profile of every teacher and student."""
+
+    num_beams: int = Field(1, ge=1)  # decoding of the quality evaluation
     batch_size: int = Field(128, ge=1)
-    latency_examples: int = Field(32, ge=1)
+    latency_examples: int = Field(32, ge=1)  # batch-1 latency (greedy and beam) over this many inputs
+    profile_examples: int = Field(128, ge=1)  # throughput and peak memory over this many inputs
+    profile_num_beams: int = Field(4, ge=1)  # beam width of the beam latency
+    bertscore_model: str | None = None  # a local BERTScore model directory; None = no BERTScore
+    bertscore_num_layers: int | None = Field(None, ge=1)
 
 
 class Resources(Strict):
@@ -300,7 +318,7 @@ class Resources(Strict):
     stage_cpus: float | None = Field(None, gt=0)  # per task's stage job; default: CPUs / tasks
 
     @model_validator(mode="after")
-    def _bf16_needs_cuda(self) -> "Resources":
+    def _bf16_needs_cuda(self) -> Resources:
         if self.precision == "bf16" and self.device != "cuda":
             raise ValueError("precision 'bf16' needs device 'cuda' (allowed on cpu: 'fp32')")
         return self
@@ -315,8 +333,10 @@ class Spec(Strict):
     name: str = "experiment"
     tasks: list[TaskEntry] = Field(min_length=1)
     ratios: list[float] = Field(min_length=1)
+    custom_methods: list[dict[str, Any]] = []  # methods declared here (bench/distill/declare.py)
     methods: list[str] = Field(min_length=1)
     seeds: list[int] = Field([0], min_length=1)
+    student_inits: list[str] = Field(["random"], min_length=1)  # see bench/student_init.py
     tokenizer: TokenizerSpec = TokenizerSpec()
     student_train: TrainSpec = TrainSpec()
     pseudo_targets: PseudoTargetSpec = PseudoTargetSpec()
@@ -332,14 +352,43 @@ class Spec(Strict):
                 raise ValueError(f"compression ratio {r} must be > 1 (teacher params / student params)")
         return v
 
+    @field_validator("custom_methods")
+    @classmethod
+    def _valid_custom_methods(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from bench.distill.declare import method_from_dict
+
+        names = [method_from_dict(d).name for d in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each custom method name may appear once; got {names}")
+        return v
+
     @field_validator("methods")
     @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        from bench.distill.methods import method_names
+    def _known_methods(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        from bench.distill.declare import resolve_method
 
         for m in v:
-            if m not in method_names():
-                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(method_names())}")
+            try:
+                resolve_method(m, info.data.get("custom_methods"))
+            except KeyError as err:
+                raise ValueError(err.args[0]) from None
+        return v
+
+    def method(self, name: str):
+        """The `Method` called `name` (declared in this spec, or a preset)."""
+        from bench.distill.declare import resolve_method
+
+        return resolve_method(name, self.custom_methods)
+
+    @field_validator("student_inits")
+    @classmethod
+    def _known_inits(cls, v: list[str]) -> list[str]:
+        from bench.student_init import parse_init
+
+        for text in v:
+            parse_init(text)
+        if len(set(v)) != len(v):
+            raise ValueError(f"each student init may appear once; got {v}")
         return v
 
     @field_validator("tasks")

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
+from bench.cost import profile_model
 from bench.data import Lengths, encode, load_splits, save_splits
-from bench.distill.losses import CrossEntropy
 from bench.distill.loop import train
-from bench.distill.methods import PTSpec, Source, get_method
+from bench.distill.losses import CrossEntropy
+from bench.distill.methods import PTSpec, Source
 from bench.distill.streams import Stream
 from bench.evaluate import decode, evaluate_model
 from bench.generation import generate_ids
@@ -29,7 +31,7 @@ from bench.spec import Spec, TaskEntry
 from bench.tokenizer import load_tokenizer, train_tokenizer
 from tasks import Task
 
-STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 1}
+STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 2}
 
 
 def pt_label(pt: PTSpec) -> str:
@@ -39,7 +41,7 @@ def pt_label(pt: PTSpec) -> str:
 
 def pt_specs_needed(spec: Spec) -> list[PTSpec]:
     """Every distinct teacher-PT set the spec's methods train on."""
-    return list(dict.fromkeys(pt for m in spec.methods for pt in get_method(m).pt_specs))
+    return list(dict.fromkeys(pt for m in spec.methods for pt in spec.method(m).pt_specs))
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TaskArtifacts:
     reused: dict[str, bool] = field(default_factory=dict)
     build_seconds: dict[str, float] = field(default_factory=dict)
     teacher_eval: dict[str, Any] = field(default_factory=dict)
+    teacher_profile: dict[str, Any] = field(default_factory=dict)  # measured in this run
 
     def add(self, art: Artifact, label: str) -> Artifact:
         self.paths[label] = str(art.path)
@@ -184,13 +187,23 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     # the teacher's own test-set row (evaluated once per task)
     def build_teacher_eval(d: Path) -> None:
         with autocast(amp, device):
-            metrics = evaluate_model(load_teacher(), tok, splits.splits["test"], out.lengths,
-                                     num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size,
-                                     latency_examples=spec.eval.latency_examples, device=device)
+            metrics = evaluate_model(load_teacher(), tok, splits.splits["test"], out.lengths, device=device,
+                                     **spec.eval.model_dump())
         metrics["train"] = json.loads((teacher_art.path / "train_stats.json").read_text())
         (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     ev = stage("teacher_eval", {"teacher": teacher_art.hash, "data": data.hash, **spec.eval.model_dump(),
                                 "device": spec.resources.device}, build_teacher_eval)
     out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
+
+    # the teacher's costs are measured again in every run (never cached), so that teacher and
+    # students are profiled on the same hardware in the same run
+    test_sources = encode(tok, splits.sources("test")[: spec.eval.profile_examples], out.lengths.max_source)
+    with autocast(amp, device):
+        out.teacher_profile = profile_model(
+            load_teacher(), tok, test_sources, device=device, num_beams=spec.eval.profile_num_beams,
+            batch_size=spec.eval.batch_size, latency_examples=spec.eval.latency_examples,
+            max_new_tokens=out.lengths.max_target)
+    say(f"[{entry.name}] teacher profiled: {out.teacher_profile['latency_greedy_ms']:.1f} ms/example "
+        f"(greedy, batch 1), {out.teacher_profile['throughput_eps']:.1f} examples/s")
     return out

@@ -9,34 +9,35 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-from dataclasses import asdict
 
 import ray.train
 import ray.tune
 import torch
 from ray.train.torch import TorchTrainer
-from transformers import AutoConfig, AutoModelForSeq2SeqLM
+from transformers import AutoModelForSeq2SeqLM
 
+from bench.cost import relative_costs
 from bench.data import Lengths, encode, load_splits
+from bench.distill.declare import resolve_method
 from bench.distill.loop import train, unwrap
-from bench.distill.methods import get_method
 from bench.distill.streams import build_streams
-from bench.evaluate import evaluate_model
-from bench.models import build_model, plan_student, shape_of
+from bench.evaluate import dev_pairs, evaluate_model
+from bench.models import shape_of
 from bench.precision import autocast, autocast_dtype
-from bench.results import append_row, finished_row
+from bench.results import append_row, finished_row, write_outputs
 from bench.spec import TrainSpec
 from bench.stages import pt_label, seed_everything
+from bench.student_init import make_student, parse_init
 from bench.tokenizer import load_tokenizer
 
 REPORTED = ("bleu", "chrf", "params", "realized_ratio", "latency_ms")
 
 
-def trial_key(task: str, method: str, ratio: float, seed: int) -> str:
-    return f"{task}|student|{method}|r{ratio:g}|s{seed}"
+def trial_key(task: str, method: str, ratio: float, seed: int, init: str = "random") -> str:
+    return f"{task}|student|{method}|{init}|r{ratio:g}|s{seed}"
 
 
 def teacher_key(task: str) -> str:
@@ -56,7 +57,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
     seed_everything(cfg["seed"])
     amp = autocast_dtype(cfg["precision"])
-    method = get_method(cfg["method"])
+    method = resolve_method(cfg["method"], cfg["custom_methods"])
     paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
 
     tok = load_tokenizer(paths["tokenizer"])
@@ -73,9 +74,9 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
             s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
         }
 
-    teacher_config = AutoConfig.from_pretrained(paths["teacher"])
-    plan = plan_student(teacher_config, cfg["ratio"])
-    student = build_model(plan.config, cfg["seed"]).to(device)
+    student, plan = make_student(parse_init(cfg["student_init"]), paths["teacher"],
+                                 cfg["ratio"], cfg["seed"])
+    student = student.to(device)
     if world > 1 and wrap is not None:
         student = wrap(student)
     teacher = None
@@ -91,26 +92,17 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
                   start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
                   device=device, teacher=teacher, autocast_dtype=amp,
                   noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
-                  schedule=method.schedule, dev=dev_pairs(tok, splits, lengths, spec.dev_examples),
+                  schedule=method.schedule, dev=dev_pairs(tok, splits.splits["dev"][: spec.dev_examples], lengths),
                   seed=cfg["seed"] * 1000 + rank, log=cfg.get("log"))
     if rank != 0:
         return None
     ev = cfg["eval"]
     with autocast(amp, device):
-        metrics = evaluate_model(unwrap(student), tok, splits.splits["test"], lengths,
-                                 num_beams=ev["num_beams"], batch_size=ev["batch_size"],
-                                 latency_examples=ev["latency_examples"], device=device)
+        metrics = evaluate_model(unwrap(student), tok, splits.splits["test"], lengths, device=device, **ev)
     metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params,
-                   student_shape=_shape(plan.config), train=stats)
+                   student_shape=_shape(plan.config), train=stats,
+                   dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
     return metrics
-
-
-def dev_pairs(tok, splits, lengths: Lengths, n: int) -> list[tuple[list[int], list[int]]]:
-    """The first n dev examples as (source ids, first-reference ids), for dev losses."""
-    rows = splits.splits["dev"][:n]
-    sources = encode(tok, [r["source"] for r in rows], lengths.max_source)
-    targets = encode(tok, [r["references"][0] for r in rows], lengths.max_target, add_eos=False)
-    return list(zip(sources, targets))
 
 
 def _shape(config) -> dict[str, int]:
@@ -131,7 +123,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function: train one (task, ratio, method, seed) and store its row."""
     run_dir = Path(context["run_dir"])
     task, method, ratio, seed = config["task"], config["method"], config["ratio"], config["seed"]
-    key = trial_key(task, method, ratio, seed)
+    init = config["student_init"]
+    key = trial_key(task, method, ratio, seed, init)
     done = finished_row(run_dir, key)
     if done is not None:  # finished earlier (resume, or a retry after completion)
         ray.tune.report({**{k: done.get(k) for k in REPORTED}, "status": "ok", "reused": True})
@@ -139,20 +132,22 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     art = context["artifacts"][task]
     spec = context["spec"]
     res = spec["resources"]
-    worker_cfg = {
-        "task": task, "method": method, "ratio": ratio, "seed": seed,
-        "paths": art["paths"] if art else {}, "lengths": art["lengths"] if art else {},
-        "train": spec["student_train"], "eval": spec["eval"], "device": res["device"],
-        "precision": res["precision"], "cpus_per_worker": res["cpus_per_worker"],
-    }
     start = time.time()
     row: dict[str, Any] = {"trial_key": key, "role": "student", "task": task, "method": method,
-                           "ratio": ratio, "seed": seed, "config": {**worker_cfg, "spec_name": spec["name"]},
-                           "artifacts": art["hashes"] if art else {}, "versions": context["versions"],
+                           "ratio": ratio, "seed": seed, "student_init": init,
+                           "config": {"spec_name": spec["name"]}, "artifacts": art["hashes"] if art else {}, "versions": context["versions"],
                            "run_id": context["run_id"]}
-    try:
+    try:  # everything from here on ends in a stored row, whatever fails
         if art is None:
             raise RuntimeError(f"shared stages of task {task!r} failed: {context['stage_errors'][task]}")
+        worker_cfg = {
+            "task": task, "method": method, "ratio": ratio, "seed": seed, "student_init": init,
+            "custom_methods": [d for d in spec["custom_methods"] if d["name"] == method],
+            "paths": art["paths"], "lengths": art["lengths"],
+            "train": spec["student_train"], "eval": spec["eval"], "device": res["device"],
+            "precision": res["precision"], "cpus_per_worker": res["cpus_per_worker"],
+        }
+        row["config"].update(worker_cfg)
         trial_id = ray.tune.get_context().get_trial_id()
         resources = {"CPU": res["cpus_per_worker"]}
         if res["device"] == "cuda":
@@ -168,6 +163,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                                            failure_config=ray.train.FailureConfig(max_failures=0)),
         )
         metrics = trainer.fit().return_value
+        row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"))
+        metrics["relative"] = relative_costs(metrics, art["teacher_profile"])
         row.update(status="ok", error=None, **{k: metrics.get(k) for k in REPORTED},
                    eval_seconds=metrics["eval_seconds"], train_seconds=metrics["train"]["train_seconds"],
                    metrics=metrics)

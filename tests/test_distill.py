@@ -9,7 +9,8 @@ from bench.trial import distill
 
 
 def _cfg(spec, art, method):
-    return {"task": "d2t", "method": method, "ratio": 2.0, "seed": 0, "paths": art.paths,
+    return {"task": "d2t", "method": method, "ratio": 2.0, "seed": 0, "student_init": "random",
+            "custom_methods": [], "paths": art.paths,
             "lengths": dataclasses.asdict(art.lengths), "train": spec.student_train.model_dump(),
             "eval": spec.eval.model_dump(), "device": "cpu", "precision": "fp32", "cpus_per_worker": 1}
 
@@ -134,3 +135,24 @@ def test_distillm_trains_with_skew_kl_and_records_its_schedule(tiny_artifacts):
     # φ = 0 until the dev loss rises: every step so far trained on the teacher's PTs
     if max(train["sgo_prob_history"]) == 0.0:
         assert train["student_generation_steps"] == 0
+
+
+def test_shrink_initialised_student_starts_from_teacher_layers(tiny_artifacts, tmp_path):
+    """A deeper teacher (same tokenizer) so layers can be dropped; the student keeps its width."""
+    from bench.models import build_model, count_params, shape_of, with_shape
+    from bench.student_init import plan_shrink
+
+    spec, art, _ = tiny_artifacts
+    small = AutoModelForSeq2SeqLM.from_pretrained(art.paths["teacher"])
+    shape = dataclasses.replace(shape_of(small.config), encoder_layers=3, decoder_layers=3)
+    teacher = build_model(with_shape(small.config, shape), seed=0)
+    teacher.save_pretrained(tmp_path / "teacher")
+    one_decoder = with_shape(teacher.config, dataclasses.replace(shape, decoder_layers=1))
+    ratio = round(count_params(teacher.config) / count_params(one_decoder), 2)
+    assert shape_of(plan_shrink(teacher.config, ratio).config).decoder_layers == 1
+    cfg = _cfg(spec, art, "ft")
+    cfg.update(ratio=ratio, student_init="shrink-first-last",
+               paths={**art.paths, "teacher": str(tmp_path / "teacher")})
+    out = distill(cfg, 0, 1, torch.device("cpu"))
+    assert out["student_shape"]["d_model"] == shape.d_model and out["student_shape"]["decoder_layers"] == 1
+    assert abs(out["realized_ratio"] - ratio) / ratio < 0.01 and 0 <= out["bleu"] <= 100

@@ -4,7 +4,8 @@ from tests.conftest import tiny_spec_dict
 
 
 def test_costliest_methods_are_scheduled_first():
-    assert longest_first(["ft", "seq_kd", "joint_teaching", "word_kd"]) == ["joint_teaching", "word_kd", "ft", "seq_kd"]
+    spec = parse_spec(tiny_spec_dict(methods=("ft", "seq_kd", "joint_teaching", "word_kd")))
+    assert longest_first(spec) == ["joint_teaching", "word_kd", "ft", "seq_kd"]
 
 
 def test_concurrency_fits_the_cluster():
@@ -15,3 +16,4 @@ def test_concurrency_fits_the_cluster():
     capped = parse_spec({**tiny_spec_dict(), "resources": {"max_concurrent_trials": 1}})
     assert concurrency(capped, 8) == 1
     assert grid_size(spec) == 4
+    assert grid_size(parse_spec({**tiny_spec_dict(), "student_inits": ["random", "shrink-alternating"]})) == 8

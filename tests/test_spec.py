@@ -77,3 +77,21 @@ def test_cli_validate_and_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "joint_teaching" in out and "d2t" in out
+
+
+def test_student_inits_are_an_axis_checked_before_any_work():
+    data = tiny_spec_dict()
+    data["student_inits"] = ["random", "shrink-first-last", "pretrained:/models/mine"]
+    assert parse_spec(data).student_inits == data["student_inits"]
+    assert parse_spec(tiny_spec_dict()).student_inits == ["random"]
+    msg = _error(lambda d: d.update(student_inits=["random", "shrink-every-third"]))
+    assert "student_inits" in msg and "shrink-every-third" in msg
+    assert "allowed: random, shrink-alternating, shrink-first-last, pretrained:<hub name or path>" in msg
+    assert "may appear once" in _error(lambda d: d.update(student_inits=["random", "random"]))
+
+
+def test_t5_deeper_decoder_than_encoder_is_refused():
+    def deeper(d):
+        d["tasks"][0]["teacher"]["model"].update(encoder_layers=1, decoder_layers=2)
+    msg = _error(deeper)
+    assert "decoder_layers (2) <= encoder_layers (1)" in msg and "tasks.0.teacher.model" in msg

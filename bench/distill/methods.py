@@ -115,6 +115,7 @@ class LossTerm:
         allowed = ["ce", "word_kl", *DIVERGENCES, *RELATION_KINDS]
         if self.kind not in allowed:
             raise ValueError(f"unknown loss kind {self.kind!r}; allowed: {', '.join(allowed)}")
+        self.build()  # out-of-range or misplaced parameters fail at declaration, not in a trial
 
     def build(self, label_smoothing: float = 0.0):
         if self.kind == "ce":

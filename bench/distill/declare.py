@@ -1,0 +1,89 @@
+"""Methods declared in a spec (YAML) rather than in code: the same composition as the
+presets — sources × loss terms × schedule — written as plain mappings:
+
+    custom_methods:
+      - name: seq_kd_48
+        description: sequence-level KD on 48 sampled PTs per input
+        sources:
+          - {origin: teacher_pt, inputs: [labeled, unlabeled], pts: {strategy: sample, k: 48}}
+        losses: [{kind: ce}]
+      - name: jt_replay
+        sources:
+          - {origin: teacher_pt, inputs: [labeled, unlabeled], weight: 0.5}
+          - {origin: student_pt, inputs: [labeled, unlabeled], weight: 0.5, start: 0.4,
+             replay: {capacity: 500, share: 0.5}}
+        losses: [{kind: word_kl, temperature: 2.0}]
+        schedule: {kind: static}          # or {kind: adaptive_sgo, init_prob: 0.0, ...}
+
+Every key is checked; an error names the method, the field and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from bench.distill.methods import METHODS, LossTerm, Method, PTSpec, Source, get_method
+from bench.distill.schedule import AdaptiveSGO, Replay, StaticMix
+
+SCHEDULES = {"static": StaticMix, "adaptive_sgo": AdaptiveSGO}
+
+
+def _build(cls, data: Any, where: str, convert: dict[str, Any] | None = None):
+    """`cls(**data)` with errors that name `where`, the bad key and the allowed keys."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {data!r}")
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    kwargs = dict(data)
+    for key, fn in (convert or {}).items():
+        if key in kwargs:
+            kwargs[key] = fn(kwargs[key], f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _source(data: Any, where: str) -> Source:
+    return _build(Source, data, where, {
+        "inputs": lambda v, w: tuple(v) if isinstance(v, list) else v,
+        "pts": lambda v, w: _build(PTSpec, v, w),
+        "replay": lambda v, w: None if v is None else _build(Replay, v, w),
+    })
+
+
+def _schedule(data: Any, where: str):
+    if not isinstance(data, dict) or data.get("kind") not in SCHEDULES:
+        raise ValueError(f"{where}: needs kind, one of {', '.join(SCHEDULES)}; got {data!r}")
+    return _build(SCHEDULES[data["kind"]], {k: v for k, v in data.items() if k != "kind"}, where)
+
+
+def method_from_dict(data: Any, where: str = "custom_methods") -> Method:
+    """A `Method` from its YAML form (see the module docstring)."""
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ValueError(f"{where}: each custom method needs a name")
+    where = f"{where}[{data['name']}]"
+    if data["name"] in METHODS:
+        raise ValueError(f"{where}: {data['name']!r} is a preset name; choose another")
+    for key in ("sources", "losses"):
+        if not isinstance(data.get(key), list) or not data[key]:
+            raise ValueError(f"{where}.{key}: a non-empty list is required")
+    return _build(Method, {"description": "", **data}, where, {
+        "sources": lambda v, w: tuple(_source(s, f"{w}[{i}]") for i, s in enumerate(v)),
+        "losses": lambda v, w: tuple(_build(LossTerm, t, f"{w}[{i}]") for i, t in enumerate(v)),
+        "schedule": _schedule,
+    })
+
+
+def resolve_method(name: str, declared: list[dict] | None = None) -> Method:
+    """The method called `name`: one declared in the spec, else a preset."""
+    for data in declared or []:
+        if data.get("name") == name:
+            return method_from_dict(data)
+    try:
+        return get_method(name)
+    except KeyError:
+        custom = [d.get("name") for d in declared or []]
+        raise KeyError(f"unknown method {name!r}; allowed: {', '.join([*METHODS, *custom])}") from None

@@ -1,0 +1,176 @@
+"""How a student starts: an axis of the grid, next to method, ratio and seed.
+
+* `random` — `bench.models.plan_student`: the teacher's family, vocabulary and depth at a
+  narrower width, random weights.
+* `shrink-alternating` / `shrink-first-last` — shrink-and-fine-tune (Shleifer & Rush 2020):
+  the teacher's width with fewer layers (decoder layers go first, as in decoder pruning:
+  decoding is where the time goes), every kept layer copied from a teacher layer — every
+  other one from the first (`alternating`) or spread evenly from the first to the last
+  (`first-last`) — plus the teacher's embeddings, norms and LM head.
+* `pretrained:<hub name or local path>` — a given pretrained seq2seq model. It must use the
+  teacher's vocabulary (word-level KD compares distributions token by token) and its size
+  must match the requested ratio within ±10%.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from bench.models import (
+    RATIO_TOLERANCE,
+    StudentPlan,
+    build_model,
+    count_params,
+    plan_student,
+    shape_of,
+    with_shape,
+)
+
+SHRINK_PATTERNS = ("alternating", "first-last")
+ALLOWED = ("random", *(f"shrink-{p}" for p in SHRINK_PATTERNS), "pretrained:<hub name or path>")
+_LAYER_KEY = re.compile(r"(?:^|\.)(encoder|decoder)\.(?:block|layers)\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class StudentInit:
+    kind: Literal["random", "shrink", "pretrained"]
+    pattern: str = ""  # shrink only
+    source: str = ""  # pretrained only: hub name or local path
+
+    @property
+    def label(self) -> str:
+        """The spec's spelling, used in trial keys and reports."""
+        if self.kind == "shrink":
+            return f"shrink-{self.pattern}"
+        if self.kind == "pretrained":
+            return f"pretrained:{self.source}"
+        return "random"
+
+
+def parse_init(text: str) -> StudentInit:
+    """`random`, `shrink-alternating`, `shrink-first-last` or `pretrained:<name or path>`."""
+    if text == "random":
+        return StudentInit("random")
+    if text.startswith("shrink-") and text.removeprefix("shrink-") in SHRINK_PATTERNS:
+        return StudentInit("shrink", pattern=text.removeprefix("shrink-"))
+    if text.startswith("pretrained:") and text.removeprefix("pretrained:").strip():
+        return StudentInit("pretrained", source=text.removeprefix("pretrained:").strip())
+    raise ValueError(f"unknown student init {text!r}; allowed: {', '.join(ALLOWED)}")
+
+
+def kept_layers(total: int, keep: int, pattern: str) -> list[int]:
+    """Which of `total` teacher layers the `keep` student layers copy (increasing order)."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} layers")
+    if pattern == "alternating":  # strided from the first: every other layer at half depth
+        return [math.floor(i * total / keep + 0.5) for i in range(keep)]
+    if pattern == "first-last":  # evenly spread, both ends included
+        return [0] if keep == 1 else [math.floor(i * (total - 1) / (keep - 1) + 0.5) for i in range(keep)]
+    raise ValueError(f"unknown shrink pattern {pattern!r}; allowed: {', '.join(SHRINK_PATTERNS)}")
+
+
+def plan_shrink(teacher_config: PretrainedConfig, ratio: float) -> StudentPlan:
+    """The teacher's width with the layer counts closest to teacher/ratio parameters; among
+    those within ±10%, the one that keeps the most encoder layers."""
+    teacher = shape_of(teacher_config)
+    teacher_params = count_params(teacher_config)
+    target = teacher_params / ratio
+    def shaped(enc: int, dec: int):
+        return type(teacher)(teacher.d_model, teacher.ffn_dim, enc, dec, teacher.heads)
+
+    # parameters are affine in the layer counts: three counts give every combination
+    base = count_params(with_shape(teacher_config, shaped(1, 1)))
+    per_enc = count_params(with_shape(teacher_config, shaped(2, 1))) - base
+    per_dec = count_params(with_shape(teacher_config, shaped(1, 2))) - base
+    candidates = []
+    for enc in range(1, teacher.encoder_layers + 1):
+        for dec in range(1, teacher.decoder_layers + 1):
+            if teacher_config.model_type == "t5" and dec > enc:  # T5 cannot generate then (transformers 5)
+                continue
+            n = base + (enc - 1) * per_enc + (dec - 1) * per_dec
+            candidates.append((abs(n - target) / target, enc, shaped(enc, dec), n))
+    within = [c for c in candidates if c[0] <= RATIO_TOLERANCE]
+    if not within:
+        err, _, _, n = min(candidates, key=lambda c: c[0])
+        smallest = min(c[3] for c in candidates)
+        raise ValueError(
+            f"cannot shrink the teacher ({teacher_params:,} params, {teacher.encoder_layers}+"
+            f"{teacher.decoder_layers} layers) to compression ratio {ratio} by dropping layers: the "
+            f"closest has {n:,} params ({err:.0%} off); with one layer each it is "
+            f"{teacher_params / smallest:.2f}x smaller at most — use init 'random' or a ratio "
+            f"reachable by removing layers")
+    _, _, shape, n = max(within, key=lambda c: (c[1], -c[0]))
+    config = with_shape(teacher_config, shape)
+    if count_params(config) != n:  # an architecture whose layers differ in size
+        raise RuntimeError(f"shrink planning assumed equal-sized layers for {config.model_type}")
+    return StudentPlan(config, n, teacher_params, ratio)
+
+
+def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, pattern: str) -> dict[str, list[int]]:
+    """Load the teacher's weights into a shallower student of the same width; returns which
+    teacher layer each student layer came from, per stack."""
+    s_shape, t_shape = shape_of(student.config), shape_of(teacher.config)
+    mapping = {
+        "encoder": kept_layers(t_shape.encoder_layers, s_shape.encoder_layers, pattern),
+        "decoder": kept_layers(t_shape.decoder_layers, s_shape.decoder_layers, pattern),
+    }
+    source = teacher.state_dict()
+    state = {}
+    for key, value in student.state_dict().items():
+        teacher_key = _LAYER_KEY.sub(lambda m: _renumber(m, mapping), key)
+        if teacher_key not in source or source[teacher_key].shape != value.shape:
+            raise ValueError(f"shrink: student weight {key} has no teacher counterpart of shape "
+                             f"{tuple(value.shape)} (looked for {teacher_key})")
+        state[key] = source[teacher_key].clone()
+    student.load_state_dict(state, strict=True)
+    return mapping
+
+
+def _renumber(match: re.Match, mapping: dict[str, list[int]]) -> str:
+    """`encoder.block.1.` → `encoder.block.<teacher layer of student layer 1>.`"""
+    prefix = match.group(0)[: match.start(2) - match.start(0)]
+    return f"{prefix}{mapping[match.group(1)][int(match.group(2))]}."
+
+
+def load_pretrained(source: str, teacher_config: PretrainedConfig, ratio: float) -> tuple[PreTrainedModel, StudentPlan]:
+    """A pretrained seq2seq student, checked against the teacher's vocabulary and the ratio."""
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as err:
+        raise ValueError(f"pretrained student {source!r} cannot be loaded ({err}); give a local "
+                         f"directory saved with save_pretrained, or a Hub name available offline in the "
+                         f"Hugging Face cache (HF_HOME)") from None
+    if config.vocab_size != teacher_config.vocab_size:
+        raise ValueError(f"pretrained student {source!r} has a vocabulary of {config.vocab_size} tokens but "
+                         f"the teacher's has {teacher_config.vocab_size}: the student must share the "
+                         f"teacher's tokenizer")
+    teacher_params, params = count_params(teacher_config), count_params(config)
+    plan = StudentPlan(config, params, teacher_params, ratio)
+    if abs(plan.realized_ratio - ratio) / ratio > RATIO_TOLERANCE:
+        raise ValueError(f"pretrained student {source!r} has {params:,} params: compression ratio "
+                         f"{plan.realized_ratio:.2f}, not {ratio} (±{RATIO_TOLERANCE:.0%}); list it under "
+                         f"the ratio it has")
+    return AutoModelForSeq2SeqLM.from_pretrained(source), plan
+
+
+def make_student(init: StudentInit, teacher_path: str, ratio: float, seed: int) -> tuple[PreTrainedModel, StudentPlan]:
+    """The student model for one trial and the plan that sized it."""
+    teacher_config = AutoConfig.from_pretrained(teacher_path)
+    if init.kind == "pretrained":
+        return load_pretrained(init.source, teacher_config, ratio)
+    if init.kind == "shrink":
+        plan = plan_shrink(teacher_config, ratio)
+        student = build_model(plan.config, seed)
+        copy_teacher_layers(student, AutoModelForSeq2SeqLM.from_pretrained(teacher_path), init.pattern)
+        return student, plan
+    plan = plan_student(teacher_config, ratio)
+    return build_model(plan.config, seed), plan
