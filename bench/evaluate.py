@@ -179,5 +179,4 @@ def dev_loss(model, tokenizer, rows: list[dict], lengths: Lengths, *, batch_size
     if not rows:
         raise ValueError("dev_loss needs at least one row")
     return loop_dev_loss(model, dev_pairs(tokenizer, rows, lengths), pad_id=tokenizer.pad_token_id,
-                         eos_id=tokenizer.eos_token_id, start_id=model.config.decoder_start_token_id,
-                         max_target=lengths.max_target, device=device, batch_size=batch_size)
+                         eos_id=tokenizer.eos_token_id, max_target=lengths.max_target, device=device, batch_size=batch_size)

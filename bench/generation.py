@@ -1,14 +1,16 @@
-"""Batched generation from a seq2seq model: evaluation outputs, teacher PTs, student PTs.
+"""Batched generation (encoder-decoder or decoder-only, via `bench.lm`): evaluation outputs,
+teacher PTs, student PTs.
 
 Inputs are sorted by length so each batch pads little, and results come back in input order.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from bench.distill.losses import IGNORE_INDEX
+from bench.lm import generate_batch
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,11 +48,10 @@ def generate_ids(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         ids, mask = pad_batch([sources[i] for i in idx], pad_id, device)
-        out = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+        out = generate_batch(
+            model, ids, mask, pad_id=pad_id, eos_id=eos_id, sep_id=eos_id, max_new_tokens=max_new_tokens,
             num_beams=num_beams, num_return_sequences=num_return_sequences,
-            do_sample=do_sample, early_stopping=num_beams > 1 or None,
-            pad_token_id=pad_id, eos_token_id=eos_id, **sampling,
+            do_sample=do_sample, early_stopping=num_beams > 1 or None, **sampling,
         )
         out = out.view(len(idx), num_return_sequences, -1).tolist()
         for j, i in enumerate(idx):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     BartConfig,
     BartForConditionalGeneration,
@@ -77,10 +78,16 @@ def shape_of(config: PretrainedConfig) -> Shape:
     if config.model_type == "t5":
         return Shape(config.d_model, config.d_ff, config.num_layers,
                      config.num_decoder_layers, config.num_heads)
+    if config.model_type == "gpt2":  # decoder-only: described, not sized (students come pretrained)
+        return Shape(config.n_embd, config.n_inner or 4 * config.n_embd, 0, config.n_layer, config.n_head)
     raise ValueError(f"cannot size a student for model type {config.model_type!r}; allowed: bart, t5")
 
 
 def with_shape(config: PretrainedConfig, shape: Shape) -> PretrainedConfig:
+    if config.model_type not in _CLASSES:
+        raise ValueError(f"students are sized from encoder-decoder teachers (t5, bart), not "
+                         f"{config.model_type!r}; for a decoder-only pair use student init "
+                         f"'pretrained:<name or path>'")
     new = config.__class__.from_dict(config.to_dict())
     if config.model_type == "bart":
         new.d_model = shape.d_model
@@ -97,8 +104,9 @@ def with_shape(config: PretrainedConfig, shape: Shape) -> PretrainedConfig:
 
 def count_params(config: PretrainedConfig) -> int:
     """Unique parameters (tied embeddings counted once)."""
+    cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     with torch.device("meta"):
-        model = AutoModelForSeq2SeqLM.from_config(config)
+        model = cls.from_config(config)
     return sum(p.numel() for p in model.parameters())
 
 

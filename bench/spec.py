@@ -82,8 +82,30 @@ class TrainSpec(Strict):
 
 
 class TeacherSpec(Strict):
+    """The teacher: built from `model` and trained from scratch (default), or `pretrained` (a Hub
+    name or local path, fine-tuned on the task with `train`; its tokenizer becomes the task's),
+    or `checkpoint` (an already fine-tuned model: used as is, no training)."""
+
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec(steps=1000, batch_size=64)
+    pretrained: str | None = None
+    checkpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherSpec:
+        given = [k for k in ("checkpoint", "pretrained") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of checkpoint, pretrained (got both: {self.checkpoint!r}, "
+                             f"{self.pretrained!r})")
+        if given and "model" in self.model_fields_set:
+            raise ValueError(f"teacher.model describes a teacher built from scratch; with {given[0]} the "
+                             f"architecture comes from {getattr(self, given[0])!r} — remove one of them")
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """The pretrained model or checkpoint the teacher comes from (None: built from scratch)."""
+        return self.checkpoint or self.pretrained
 
 
 def _error_at(model: str, loc: tuple, message: str, value) -> ValidationError:

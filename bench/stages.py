@@ -27,8 +27,9 @@ from bench.evaluate import decode, evaluate_model
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
 from bench.precision import autocast, autocast_dtype
+from bench.pretrained import load_model, load_tokenizer, model_fingerprint
 from bench.spec import Spec, TaskEntry
-from bench.tokenizer import load_tokenizer, train_tokenizer
+from bench.tokenizer import train_tokenizer
 from tasks import Task
 
 STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 2}
@@ -120,34 +121,50 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     splits = load_splits(data.path)
 
     # tokenizer: trained on the students' training text only (never the teacher pool)
+    # tokenizer: the pretrained teacher's own, or byte-level BPE trained on the students'
+    # training text only (never the teacher pool)
+    source = entry.teacher.source
+
     def build_tokenizer(d: Path) -> None:
+        if source:
+            load_tokenizer(source).save_pretrained(str(d))
+            return
         texts = splits.sources("labeled") + [r["target"] for r in splits.splits["labeled"]]
         texts += splits.sources("unlabeled")
         train_tokenizer(texts, spec.tokenizer.vocab_size, d)
 
-    tok_art = stage("tokenizer", {"data": data.hash, **spec.tokenizer.model_dump()}, build_tokenizer)
+    tok_key = {"data": data.hash, "from": model_fingerprint(source)} if source else \
+        {"data": data.hash, **spec.tokenizer.model_dump()}
+    tok_art = stage("tokenizer", tok_key, build_tokenizer)
     tok = load_tokenizer(tok_art.path)
 
-    # teacher: from scratch on labeled + the teacher-only pool, with a larger budget
-    teacher_key = {"data": data.hash, "tokenizer": tok_art.hash, **entry.teacher.model_dump(),
-                   "seed": entry.data_seed, "lengths": asdict(out.lengths)}
+    # teacher: from scratch (or from a pretrained model) on labeled + the teacher-only pool, with
+    # a larger budget; a checkpoint is taken as it is
+    teacher_key = {"data": data.hash, "tokenizer": tok_art.hash, **entry.teacher.model_dump(exclude_none=True),
+                   "from": model_fingerprint(source), "seed": entry.data_seed, "lengths": asdict(out.lengths)}
 
     def build_teacher(d: Path) -> None:
         seed_everything(entry.data_seed)
-        config = config_from_spec(entry.teacher.model, tok)
-        model = build_model(config, entry.data_seed).to(device)
-        rows = splits.splits["labeled"] + splits.splits.get("teacher_pool", [])
-        inputs = encode(tok, [r["source"] for r in rows], out.lengths.max_source)
-        targets = encode(tok, [r["target"] for r in rows], out.lengths.max_target, add_eos=False)
-        stream = Stream(Source("gold"), inputs, [[t] for t in targets], seed=entry.data_seed)
-        steps = entry.teacher.train.steps
-        stats = train(
-            model, [stream], [(CrossEntropy(entry.teacher.train.label_smoothing), 1.0)],
-            entry.teacher.train, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
-            start_id=config.decoder_start_token_id, max_target=out.lengths.max_target,
-            device=device, autocast_dtype=amp, log_every=max(1, steps // 5),
-            log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{steps} loss {m['loss']:.3f}"),
-        )
+        if entry.teacher.checkpoint:
+            model = load_model(entry.teacher.checkpoint, "teacher checkpoint")
+            stats = {"steps": 0, "train_seconds": 0.0, "checkpoint": entry.teacher.checkpoint}
+            say(f"[{entry.name}] teacher: checkpoint {entry.teacher.checkpoint} used as is (no training)")
+        else:
+            model = load_model(source, "pretrained teacher") if source else \
+                build_model(config_from_spec(entry.teacher.model, tok), entry.data_seed)
+            model = model.to(device)
+            rows = splits.splits["labeled"] + splits.splits.get("teacher_pool", [])
+            inputs = encode(tok, [r["source"] for r in rows], out.lengths.max_source)
+            targets = encode(tok, [r["target"] for r in rows], out.lengths.max_target, add_eos=False)
+            stream = Stream(Source("gold"), inputs, [[t] for t in targets], seed=entry.data_seed)
+            steps = entry.teacher.train.steps
+            stats = train(
+                model, [stream], [(CrossEntropy(entry.teacher.train.label_smoothing), 1.0)],
+                entry.teacher.train, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                max_target=out.lengths.max_target, device=device, autocast_dtype=amp,
+                log_every=max(1, steps // 5),
+                log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{steps} loss {m['loss']:.3f}"),
+            )
         model.save_pretrained(str(d))
         tok.save_pretrained(str(d))
         (d / "train_stats.json").write_text(json.dumps(stats, indent=2))
@@ -158,9 +175,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     def load_teacher():
         nonlocal teacher
         if teacher is None:
-            from transformers import AutoModelForSeq2SeqLM
-
-            teacher = AutoModelForSeq2SeqLM.from_pretrained(str(teacher_art.path)).to(device).eval()
+            teacher = load_model(str(teacher_art.path), "teacher").to(device).eval()
         return teacher
 
     # teacher pseudo-targets for every labeled and unlabeled input, one set per PT spec needed

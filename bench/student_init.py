@@ -7,9 +7,9 @@
   decoding is where the time goes), every kept layer copied from a teacher layer — every
   other one from the first (`alternating`) or spread evenly from the first to the last
   (`first-last`) — plus the teacher's embeddings, norms and LM head.
-* `pretrained:<hub name or local path>` — a given pretrained seq2seq model. It must use the
-  teacher's vocabulary (word-level KD compares distributions token by token) and its size
-  must match the requested ratio within ±10%.
+* `pretrained:<hub name or local path>` — a given pretrained model, encoder-decoder or
+  decoder-only (GPT-2 style); its size must match the requested ratio within ±10%. With its
+  own tokenizer it takes sequence-level methods only (the trial checks).
 """
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from transformers import (
-    AutoConfig,
-    AutoModelForSeq2SeqLM,
     PretrainedConfig,
     PreTrainedModel,
 )
@@ -34,6 +32,7 @@ from bench.models import (
     shape_of,
     with_shape,
 )
+from bench.pretrained import load_config, load_model
 
 SHRINK_PATTERNS = ("alternating", "first-last")
 ALLOWED = ("random", *(f"shrink-{p}" for p in SHRINK_PATTERNS), "pretrained:<hub name or path>")
@@ -142,35 +141,27 @@ def _renumber(match: re.Match, mapping: dict[str, list[int]]) -> str:
 
 
 def load_pretrained(source: str, teacher_config: PretrainedConfig, ratio: float) -> tuple[PreTrainedModel, StudentPlan]:
-    """A pretrained seq2seq student, checked against the teacher's vocabulary and the ratio."""
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except OSError as err:
-        raise ValueError(f"pretrained student {source!r} cannot be loaded ({err}); give a local "
-                         f"directory saved with save_pretrained, or a Hub name available offline in the "
-                         f"Hugging Face cache (HF_HOME)") from None
-    if config.vocab_size != teacher_config.vocab_size:
-        raise ValueError(f"pretrained student {source!r} has a vocabulary of {config.vocab_size} tokens but "
-                         f"the teacher's has {teacher_config.vocab_size}: the student must share the "
-                         f"teacher's tokenizer")
+    """A pretrained student (encoder-decoder or decoder-only), checked against the ratio. Its
+    tokenizer is the trial's concern: word-level methods need the teacher's."""
+    config = load_config(source, "pretrained student")
     teacher_params, params = count_params(teacher_config), count_params(config)
     plan = StudentPlan(config, params, teacher_params, ratio)
     if abs(plan.realized_ratio - ratio) / ratio > RATIO_TOLERANCE:
         raise ValueError(f"pretrained student {source!r} has {params:,} params: compression ratio "
                          f"{plan.realized_ratio:.2f}, not {ratio} (±{RATIO_TOLERANCE:.0%}); list it under "
                          f"the ratio it has")
-    return AutoModelForSeq2SeqLM.from_pretrained(source), plan
+    return load_model(source, "pretrained student"), plan
 
 
 def make_student(init: StudentInit, teacher_path: str, ratio: float, seed: int) -> tuple[PreTrainedModel, StudentPlan]:
     """The student model for one trial and the plan that sized it."""
-    teacher_config = AutoConfig.from_pretrained(teacher_path)
+    teacher_config = load_config(teacher_path, "teacher")
     if init.kind == "pretrained":
         return load_pretrained(init.source, teacher_config, ratio)
     if init.kind == "shrink":
         plan = plan_shrink(teacher_config, ratio)
         student = build_model(plan.config, seed)
-        copy_teacher_layers(student, AutoModelForSeq2SeqLM.from_pretrained(teacher_path), init.pattern)
+        copy_teacher_layers(student, load_model(teacher_path, "teacher"), init.pattern)
         return student, plan
     plan = plan_student(teacher_config, ratio)
     return build_model(plan.config, seed), plan

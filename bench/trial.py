@@ -17,21 +17,22 @@ import ray.train
 import ray.tune
 import torch
 from ray.train.torch import TorchTrainer
-from transformers import AutoModelForSeq2SeqLM
 
 from bench.cost import relative_costs
 from bench.data import Lengths, encode, load_splits
 from bench.distill.declare import resolve_method
-from bench.distill.loop import train, unwrap
+from bench.distill.loop import train
+from bench.distill.methods import RELATION_KINDS
 from bench.distill.streams import build_streams
 from bench.evaluate import dev_pairs, evaluate_model
+from bench.lm import bare, is_seq2seq
 from bench.models import shape_of
 from bench.precision import autocast, autocast_dtype
+from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
 from bench.results import append_row, finished_row, write_outputs
 from bench.spec import TrainSpec
 from bench.stages import pt_label, seed_everything
 from bench.student_init import make_student, parse_init
-from bench.tokenizer import load_tokenizer
 
 REPORTED = ("bleu", "chrf", "params", "realized_ratio", "latency_ms")
 
@@ -60,7 +61,14 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     method = resolve_method(cfg["method"], cfg["custom_methods"])
     paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
 
-    tok = load_tokenizer(paths["tokenizer"])
+    init = parse_init(cfg["student_init"])
+    student, plan = make_student(init, paths["teacher"], cfg["ratio"], cfg["seed"])
+    teacher_tok = load_tokenizer(paths["tokenizer"])
+    tok = load_tokenizer(init.source) if init.kind == "pretrained" else teacher_tok
+    check_method_fits(method, student, paths["teacher"], shared_tokenizer=same_tokenizer(tok, teacher_tok),
+                      student_name=init.label)
+
+    # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer
     splits = load_splits(paths["data"])
     enc = {
         "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
@@ -74,14 +82,12 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
             s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
         }
 
-    student, plan = make_student(parse_init(cfg["student_init"]), paths["teacher"],
-                                 cfg["ratio"], cfg["seed"])
     student = student.to(device)
     if world > 1 and wrap is not None:
         student = wrap(student)
     teacher = None
     if method.needs_teacher_model:
-        teacher = AutoModelForSeq2SeqLM.from_pretrained(paths["teacher"]).to(device).eval()
+        teacher = load_model(paths["teacher"], "teacher").to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
 
@@ -89,7 +95,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
     losses = [(term.build(spec.label_smoothing), term.weight) for term in method.losses]
     stats = train(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
-                  start_id=plan.config.decoder_start_token_id, max_target=lengths.max_target,
+                  max_target=lengths.max_target,
                   device=device, teacher=teacher, autocast_dtype=amp,
                   noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
                   schedule=method.schedule, dev=dev_pairs(tok, splits.splits["dev"][: spec.dev_examples], lengths),
@@ -98,11 +104,26 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
         return None
     ev = cfg["eval"]
     with autocast(amp, device):
-        metrics = evaluate_model(unwrap(student), tok, splits.splits["test"], lengths, device=device, **ev)
+        metrics = evaluate_model(bare(student), tok, splits.splits["test"], lengths, device=device, **ev)
     metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params,
                    student_shape=_shape(plan.config), train=stats,
                    dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
     return metrics
+
+
+def check_method_fits(method, student, teacher_path: str, *, shared_tokenizer: bool, student_name: str) -> None:
+    """Refuse, before any training, a method that cannot work with this teacher-student pair."""
+    if method.needs_teacher_model and not shared_tokenizer:
+        raise ValueError(
+            f"{method.name} compares teacher and student token distributions (word-level KD), which "
+            f"needs one tokenizer, but student {student_name!r} has its own; use a sequence-level "
+            f"method (ft, seq_kd, seq_kd_multi, sampling_pts) or a student with the teacher's tokenizer")
+    if any(term.kind in RELATION_KINDS for term in method.losses):
+        teacher_config = load_config(teacher_path, "teacher")
+        if not (is_seq2seq(student) and is_seq2seq(teacher_config)):
+            raise ValueError(f"{method.name} distils encoder self-relations: it needs an encoder-decoder "
+                             f"teacher and student (student {student_name!r} is "
+                             f"{'decoder-only' if not is_seq2seq(student) else 'encoder-decoder'})")
 
 
 def _shape(config) -> dict[str, int]:

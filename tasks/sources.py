@@ -248,7 +248,7 @@ def _load_hub(source: DataSource, task: str):
     reason = offline_reason()
     try:
         if reason:
-            with _offline_mode():
+            with hub_offline_mode():
                 return datasets.load_dataset(source.path, source.config, revision=source.revision)
         return datasets.load_dataset(source.path, source.config, revision=source.revision)
     except Exception as err:  # offline, not cached, no such dataset, a legacy script dataset, ...
@@ -278,7 +278,7 @@ def offline_reason() -> str | None:
 
 
 @contextmanager
-def _offline_mode() -> Iterator[None]:
+def hub_offline_mode() -> Iterator[None]:
     """Make `datasets` and `huggingface_hub` skip the network (their flags are read at import,
     so an environment variable set later, or a dead network, needs this)."""
     import datasets.config

@@ -94,9 +94,10 @@ def test_noisy_teacher_forward_uses_dropout_and_restores_eval(tiny_artifacts):
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.5
     ids = torch.randint(4, 100, (2, 7))
-    mask, dec = torch.ones_like(ids), torch.randint(4, 100, (2, 5))
-    clean = [teacher_forward(teacher, ids, mask, dec) for _ in range(2)]
-    noisy = [teacher_forward(teacher, ids, mask, dec, noisy=True) for _ in range(2)]
+    mask, labels = torch.ones_like(ids), torch.randint(4, 100, (2, 5))
+    kw = {"pad_id": 0, "sep_id": 2}
+    clean = [teacher_forward(teacher, ids, mask, labels, **kw) for _ in range(2)]
+    noisy = [teacher_forward(teacher, ids, mask, labels, noisy=True, **kw) for _ in range(2)]
     assert torch.equal(clean[0], clean[1]) and not torch.equal(noisy[0], noisy[1])
     assert not teacher.training and not clean[0].requires_grad
 

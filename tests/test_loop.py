@@ -43,7 +43,7 @@ def _run(auto_scale):
     teacher = _model(1).eval()
     stats = train(_model(), [Stream(Source("gold"), inputs, targets, seed=0)],
                   [(CrossEntropy(), 1.0), (ForwardKL(), 1.0)], TrainSpec(steps=2, batch_size=4, warmup_steps=1),
-                  pad_id=0, eos_id=2, start_id=0, max_target=6, device="cpu", teacher=teacher,
+                  pad_id=0, eos_id=2, max_target=6, device="cpu", teacher=teacher,
                   auto_scale=auto_scale, log=logs.append, log_every=1)
     return stats, logs
 
@@ -67,7 +67,7 @@ def test_dev_loss_is_the_mean_token_cross_entropy():
 
     model = _model().train()
     inputs, targets = _pairs(5)
-    got = dev_loss(model, list(zip(inputs, targets)), pad_id=0, eos_id=2, start_id=0, max_target=6,
+    got = dev_loss(model, list(zip(inputs, targets)), pad_id=0, eos_id=2, max_target=6,
                    device="cpu", batch_size=2)
     assert model.training  # back in training mode
     model.eval()
@@ -86,7 +86,7 @@ def test_learning_curve_has_a_dev_loss_at_start_every_period_and_end():
     inputs, targets = _pairs()
     stats = train(_model(), [Stream(Source("gold"), inputs, [[t] for t in targets], seed=0)],
                   [(CrossEntropy(), 1.0)], TrainSpec(steps=5, batch_size=4, warmup_steps=1, dev_every=2),
-                  pad_id=0, eos_id=2, start_id=0, max_target=6, device="cpu",
+                  pad_id=0, eos_id=2, max_target=6, device="cpu",
                   dev=list(zip(inputs, targets)))
     assert [c["step"] for c in stats["curve"]] == [0, 2, 4, 5]
     assert stats["curve"][0]["loss"] is None and all(c["loss"] > 0 for c in stats["curve"][1:])
@@ -106,7 +106,7 @@ def test_adaptive_sgo_generates_replays_and_needs_dev():
                        inputs, None, seed=1)]
 
     spec = TrainSpec(steps=12, batch_size=4, warmup_steps=1, dev_every=4)
-    kw = dict(pad_id=0, eos_id=2, start_id=0, max_target=6, device="cpu", teacher=_model(1).eval(),
+    kw = dict(pad_id=0, eos_id=2, max_target=6, device="cpu", teacher=_model(1).eval(),
               schedule=AdaptiveSGO(init_prob=1.0))
     with pytest.raises(ValueError, match="adapts to the dev loss"):
         train(_model(), streams(), [(ForwardKL(), 1.0)], spec, **kw)

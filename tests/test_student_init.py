@@ -105,14 +105,11 @@ def test_make_student_for_each_init(tok, tmp_path):
 
 
 def test_pretrained_student_errors_are_clear(tok, tmp_path):
+    from bench.pretrained import ModelUnavailableError
+
     teacher = _teacher(tok, "t5")
     teacher.save_pretrained(tmp_path / "teacher")
-    with pytest.raises(ValueError, match="cannot be loaded .* save_pretrained"):
+    with pytest.raises(ModelUnavailableError, match="missing'.*local directory does not exist.*save_pretrained"):
         make_student(parse_init(f"pretrained:{tmp_path / 'missing'}"), str(tmp_path / "teacher"), 2, seed=0)
-    other_vocab = _teacher(tok, "t5", layers=1)
-    other_vocab.resize_token_embeddings(len(tok) + 10)
-    other_vocab.save_pretrained(tmp_path / "other")
-    with pytest.raises(ValueError, match="must share the teacher's tokenizer"):
-        make_student(parse_init(f"pretrained:{tmp_path / 'other'}"), str(tmp_path / "teacher"), 2, seed=0)
     with pytest.raises(ValueError, match=r"compression ratio 1.00, not 4"):
         make_student(parse_init(f"pretrained:{tmp_path / 'teacher'}"), str(tmp_path / "teacher"), 4, seed=0)

@@ -14,20 +14,9 @@ from bench.distill.relations import capture
 from bench.distill.schedule import ReplayBuffer, StaticMix
 from bench.distill.streams import Stream, split_batch
 from bench.generation import generate_ids, labels_from_targets, pad_batch
+from bench.lm import bare, forward_logits
 from bench.precision import autocast
 from bench.spec import TrainSpec
-
-
-def unwrap(model):
-    """The bare model behind a DDP wrapper (for generation and saving)."""
-    return getattr(model, "module", model)
-
-
-def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:
-    dec = labels.new_full(labels.shape, pad_id)
-    dec[:, 1:] = labels[:, :-1].masked_fill(labels[:, :-1].eq(IGNORE_INDEX), pad_id)
-    dec[:, 0] = start_id
-    return dec
 
 
 def student_pseudo_targets(model, inputs, *, pad_id, eos_id, max_new_tokens, device,
@@ -35,19 +24,19 @@ def student_pseudo_targets(model, inputs, *, pad_id, eos_id, max_new_tokens, dev
     """Outputs of the student as it is now (no gradient, dropout off, then back to training
     mode): the on-the-fly PTs of Joint-Teaching / on-policy methods. `decoding`: greedy by
     default, or e.g. `PTSpec("sample").generate_kwargs()`."""
-    outs = generate_ids(unwrap(model), inputs, pad_id=pad_id, eos_id=eos_id,
+    outs = generate_ids(bare(model), inputs, pad_id=pad_id, eos_id=eos_id,
                         max_new_tokens=max_new_tokens, batch_size=len(inputs), device=device,
                         **(decoding or {}))
     return [o[0] for o in outs]
 
 
 @torch.inference_mode()
-def dev_loss(model, pairs, *, pad_id: int, eos_id: int, start_id: int, max_target: int, device,
+def dev_loss(model, pairs, *, pad_id: int, eos_id: int, max_target: int, device,
              batch_size: int = 64) -> float:
     """Mean per-token cross-entropy (nats) of a seq2seq model on (source ids, target ids)
     pairs, teacher-forced, dropout off: the dev loss of learning curves and DistiLLM's
     scheduler."""
-    model = unwrap(model)
+    model = bare(model)
     was_training = model.training
     model.eval()
     total, tokens = 0.0, 0
@@ -55,8 +44,7 @@ def dev_loss(model, pairs, *, pad_id: int, eos_id: int, start_id: int, max_targe
         chunk = pairs[start : start + batch_size]
         input_ids, mask = pad_batch([x for x, _ in chunk], pad_id, device)
         labels = labels_from_targets([y for _, y in chunk], eos_id, max_target, device)
-        logits = model(input_ids=input_ids, attention_mask=mask,
-                       decoder_input_ids=shift_right(labels, start_id, pad_id)).logits
+        logits = forward_logits(model, input_ids, mask, labels, pad_id=pad_id, sep_id=eos_id)
         total += F.cross_entropy(logits.transpose(1, 2).float(), labels, ignore_index=IGNORE_INDEX,
                                  reduction="sum").item()
         tokens += int(labels.ne(IGNORE_INDEX).sum())
@@ -64,13 +52,15 @@ def dev_loss(model, pairs, *, pad_id: int, eos_id: int, start_id: int, max_targe
     return total / max(1, tokens)
 
 
-def teacher_forward(teacher, input_ids, mask, dec_in, noisy: bool = False) -> torch.Tensor:
-    """Teacher logits without gradient. `noisy` keeps dropout active (noisy-teacher KD,
-    Calderon et al. 2023 after Xie et al. 2020); the teacher is back in eval mode after."""
+def teacher_forward(teacher, input_ids, mask, labels, *, pad_id: int, sep_id: int,
+                    noisy: bool = False) -> torch.Tensor:
+    """Teacher logits aligned with `labels`, without gradient. `noisy` keeps dropout active
+    (noisy-teacher KD, Calderon et al. 2023 after Xie et al. 2020); the teacher is back in eval
+    mode after."""
     teacher.train(noisy)
     try:
         with torch.inference_mode():
-            logits = teacher(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
+            logits = forward_logits(teacher, input_ids, mask, labels, pad_id=pad_id, sep_id=sep_id)
     finally:
         teacher.eval()
     return logits.clone()  # a normal tensor again, usable next to autograd
@@ -96,7 +86,6 @@ def train(
     *,
     pad_id: int,
     eos_id: int,
-    start_id: int,
     max_target: int,
     device,
     teacher=None,
@@ -130,8 +119,8 @@ def train(
     amp = autocast(autocast_dtype, device)
     stats = {"steps": 0, "target_tokens": 0, "teacher_forwards": 0, "student_generated_tokens": 0,
              "student_generation_steps": 0, "replayed_examples": 0, "curve": []}
-    dev_kw = {"pad_id": pad_id, "eos_id": eos_id, "start_id": start_id, "max_target": max_target,
-              "device": device, "batch_size": max(spec.batch_size, 64)}
+    dev_kw = {"pad_id": pad_id, "eos_id": eos_id, "max_target": max_target, "device": device,
+              "batch_size": max(spec.batch_size, 64)}
 
     def evaluate_dev(step: int, train_loss: float | None) -> None:
         with amp:
@@ -172,16 +161,16 @@ def train(
             targets += [y for _, y in examples]
         input_ids, mask = pad_batch(sources, pad_id, device)
         labels = labels_from_targets(targets, eos_id, max_target, device)
-        dec_in = shift_right(labels, start_id, pad_id)
         teacher_logits, t_acts, s_acts = None, {}, {}
         with amp:
             if needs_teacher:
                 with capture(teacher, vectors) as t_acts:
-                    teacher_logits = teacher_forward(teacher, input_ids, mask, dec_in, noisy=noisy_teacher)
+                    teacher_logits = teacher_forward(teacher, input_ids, mask, labels, pad_id=pad_id,
+                                                     sep_id=eos_id, noisy=noisy_teacher)
                 t_acts = {k: v.clone() for k, v in t_acts.items()}  # out of inference mode
                 stats["teacher_forwards"] += len(sources)
             with capture(model, vectors) as s_acts:
-                logits = model(input_ids=input_ids, attention_mask=mask, decoder_input_ids=dec_in).logits
+                logits = forward_logits(model, input_ids, mask, labels, pad_id=pad_id, sep_id=eos_id)
             acts = {"student_acts": s_acts, "teacher_acts": t_acts, "source_mask": mask}
             values = [term(logits, labels, teacher_logits, **(acts if a else {}))
                       for (term, _), a in zip(loss_terms, uses_acts)]
