@@ -27,8 +27,10 @@ class TrialProgress(tune.Callback):
         init = "" if cfg["student_init"] == "random" else f" [{cfg['student_init']}]"
         label = f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']}{init} seed={cfg['seed']}"
         if result.get("status") == "ok":
-            what = (f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} "
-                    f"(params {result['params']:,}, ratio {result['realized_ratio']:.2f})")
+            headline = result.get("headline") or "bleu"
+            what = "" if headline == "bleu" else f"{headline} {result['headline_value']:.2f} "
+            what += (f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} "
+                     f"(params {result['params']:,}, ratio {result['realized_ratio']:.2f})")
             what += " [stored earlier]" if result.get("reused") else f" in {result.get('wall_seconds', 0):.0f}s"
         else:
             what = f"FAILED: {result.get('error')}"

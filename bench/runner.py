@@ -93,7 +93,8 @@ def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versi
     from bench.trial import teacher_key
 
     ev = {k: v for k, v in art["teacher_eval"].items() if k != "hypotheses"}
-    ev.update(art["teacher_profile"], latency_ms=art["teacher_profile"]["latency_greedy_ms"])
+    ev.update(art["teacher_profile"], latency_ms=art["teacher_profile"]["latency_greedy_ms"],
+              headline=art["metric"])
     entry = spec.task(task)
     key = teacher_key(task)
     return {
@@ -140,9 +141,9 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
             test = load_splits(art["paths"]["data"]).splits["test"]
             write_references(run_dir, task, [r["references"] for r in test])
             append_row(run_dir, teacher_row(spec, task, art, run_dir, versions))
-            print(f"[{task}] teacher: BLEU {art['teacher_eval']['bleu']:.2f} "
-                  f"chrF {art['teacher_eval']['chrf']:.2f} ({art['teacher_eval']['params']:,} params)",
-                  flush=True)
+            ev, metric = art["teacher_eval"], art["metric"]
+            print(f"[{task}] teacher: {metric} {ev[metric]:.2f}, BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f} "
+                  f"({ev['params']:,} params)", flush=True)
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions}

@@ -51,6 +51,7 @@ class TaskArtifacts:
 
     task: str
     lengths: Lengths
+    metric: str = "bleu"  # the task's headline metric (a key of bench.evaluate.score)
     paths: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
@@ -100,7 +101,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     """Build (or reuse) every shared artifact of one task, in dependency order."""
     task = entry.task()  # the registered or custom task, with the entry's overrides
     store = ArtifactStore(store_root)
-    out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens))
+    out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens), task.metric)
     device = torch_device(spec)
     amp = autocast_dtype(spec.resources.precision)
     if spec.resources.stage_cpus:

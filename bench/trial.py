@@ -148,7 +148,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     key = trial_key(task, method, ratio, seed, init)
     done = finished_row(run_dir, key)
     if done is not None:  # finished earlier (resume, or a retry after completion)
-        ray.tune.report({**{k: done.get(k) for k in REPORTED}, "status": "ok", "reused": True})
+        ray.tune.report({**_summary(done), "status": "ok", "reused": True})
         return
     art = context["artifacts"][task]
     spec = context["spec"]
@@ -185,6 +185,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         )
         metrics = trainer.fit().return_value
         row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"))
+        metrics["headline"] = art["metric"]
         metrics["relative"] = relative_costs(metrics, art["teacher_profile"])
         row.update(status="ok", error=None, **{k: metrics.get(k) for k in REPORTED},
                    eval_seconds=metrics["eval_seconds"], train_seconds=metrics["train"]["train_seconds"],
@@ -194,8 +195,15 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     row["wall_seconds"] = time.time() - start
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     append_row(run_dir, row)
-    ray.tune.report({**{k: row.get(k) for k in REPORTED}, "status": row["status"],
-                     "error": row.get("error"), "wall_seconds": row["wall_seconds"], "reused": False})
+    ray.tune.report({**_summary(row), "status": row["status"], "error": row.get("error"),
+                     "wall_seconds": row["wall_seconds"], "reused": False})
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What Tune reports of a row (for the progress line): the headline metric and sizes."""
+    metrics = row.get("metrics") or {}
+    headline = metrics.get("headline", "bleu")
+    return {**{k: row.get(k) for k in REPORTED}, "headline": headline, "headline_value": metrics.get(headline)}
 
 
 def _reason(exc: BaseException) -> str:
