@@ -56,35 +56,31 @@ def _unavailable(what: str, name: str, reason: str | None, err: Exception) -> Mo
         f"(cache searched: {constants.HF_HUB_CACHE}; HF_HOME={os.environ.get('HF_HOME', 'unset')})")
 
 
-def load_config(name_or_path: str, what: str = "model"):
+def _load(load, name_or_path: str, what: str):
+    """`load(name_or_path)`, offline when the Hub cannot be used, with an error that says how
+    to point kdbench at a local copy."""
     ctx, reason = _hub_context(name_or_path)
     try:
         with ctx:
-            return AutoConfig.from_pretrained(name_or_path)
+            return load(name_or_path)
     except (OSError, ValueError) as err:
         raise _unavailable(what, name_or_path, reason, err) from None
+
+
+def load_config(name_or_path: str, what: str = "model"):
+    return _load(AutoConfig.from_pretrained, name_or_path, what)
 
 
 def load_model(name_or_path: str, what: str = "model"):
     """An encoder-decoder (AutoModelForSeq2SeqLM) or decoder-only (AutoModelForCausalLM) model."""
     config = load_config(name_or_path, what)
     cls = AutoModelForSeq2SeqLM if is_seq2seq(config) else AutoModelForCausalLM
-    ctx, reason = _hub_context(name_or_path)
-    try:
-        with ctx:
-            return cls.from_pretrained(name_or_path)
-    except (OSError, ValueError) as err:
-        raise _unavailable(what, name_or_path, reason, err) from None
+    return _load(cls.from_pretrained, name_or_path, what)
 
 
 def load_tokenizer(name_or_path: str, what: str = "tokenizer"):
     """The model's tokenizer; one without a pad token (GPT-2) pads with its eos token."""
-    ctx, reason = _hub_context(name_or_path)
-    try:
-        with ctx:
-            tok = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as err:
-        raise _unavailable(what, name_or_path, reason, err) from None
+    tok = _load(AutoTokenizer.from_pretrained, name_or_path, what)
     if tok.pad_token_id is None:
         if tok.eos_token_id is None:
             raise ValueError(f"tokenizer {name_or_path!r} has neither a pad nor an eos token")

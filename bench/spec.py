@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-PRESETS = ("default", "smoke", "full")
+PRESETS = ("default", "smoke", "full", "paper")
 
 
 class SpecError(ValueError):
@@ -420,6 +420,17 @@ class Spec(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"each task may appear once; got {names}")
         return v
+
+    @model_validator(mode="after")
+    def _dev_loss_for_adaptive_schedules(self) -> Spec:
+        from bench.distill.schedule import AdaptiveSGO
+
+        if self.student_train.dev_every == 0:
+            adaptive = [m for m in self.methods if isinstance(self.method(m).schedule, AdaptiveSGO)]
+            if adaptive:
+                raise ValueError(f"student_train.dev_every = 0, but {', '.join(adaptive)} adapt(s) to the dev "
+                                 f"loss (DistiLLM's schedule): set student_train.dev_every > 0")
+        return self
 
     def task(self, name: str) -> TaskEntry:
         return next(t for t in self.tasks if t.name == name)
