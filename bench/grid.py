@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,26 @@ TRIAL_CPU = 0.01  # the Tune function only waits on its TorchTrainer
 
 
 class TrialProgress(tune.Callback):
-    """One line per finished trial (Ray's own tables are off by default)."""
+    """One line per finished trial (Ray's own tables are off by default), and the interim
+    report rebuilt as trials finish (`on_progress`, at most once per `report_every` seconds,
+    so a long grid can be read while it runs)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, on_progress: Callable[[], Path] | None = None, report_every: float = 60.0):
         self.total, self.done, self.start = total, 0, time.time()
+        self.on_progress, self.report_every, self.last_report = on_progress, report_every, 0.0
+
+    def _interim_report(self) -> None:
+        if self.on_progress is None or self.done == self.total:  # the final report follows the grid
+            return
+        if time.time() - self.last_report < self.report_every:
+            return
+        self.last_report = time.time()
+        try:
+            path = self.on_progress()
+        except Exception as exc:  # an interim report must never stop the grid
+            print(f"(interim report not written: {type(exc).__name__}: {exc})", flush=True)
+            return
+        print(f"interim report ({self.done}/{self.total} trials): {path}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.done += 1
@@ -36,6 +53,7 @@ class TrialProgress(tune.Callback):
             what = f"FAILED: {result.get('error')}"
         elapsed = time.time() - self.start
         print(f"[trial {self.done}/{self.total} · {elapsed:.0f}s] {label}: {what}", flush=True)
+        self._interim_report()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
@@ -59,7 +77,8 @@ def grid_size(spec: Spec) -> int:
     return len(spec.tasks) * len(spec.ratios) * len(spec.methods) * len(spec.student_inits) * len(spec.seeds)
 
 
-def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False) -> None:
+def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False,
+             on_progress: Callable[[], Path] | None = None) -> None:
     total = grid_size(spec)
     param_space = {  # methods costliest first, so within each task the long trials start first
         "method": tune.grid_search(longest_first(spec)),
@@ -77,7 +96,7 @@ def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool =
         tune_config=tune.TuneConfig(max_concurrent_trials=max_conc),
         run_config=tune.RunConfig(
             name="tune", storage_path=str((run_dir / "tune").resolve()),
-            verbose=1 if verbose else 0, callbacks=[TrialProgress(total)],
+            verbose=1 if verbose else 0, callbacks=[TrialProgress(total, on_progress)],
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )

@@ -147,7 +147,7 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions}
-    run_grid(spec, run_dir, context, verbose=verbose)
+    run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]))
     meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
     _write_meta(run_dir, meta)
     report = build_report([run_dir])
