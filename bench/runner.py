@@ -142,7 +142,8 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
             write_references(run_dir, task, [r["references"] for r in test])
             append_row(run_dir, teacher_row(spec, task, art, run_dir, versions))
             ev, metric = art["teacher_eval"], art["metric"]
-            print(f"[{task}] teacher: {metric} {ev[metric]:.2f}, BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f} "
+            headline = "" if metric == "bleu" else f"{metric} {ev[metric]:.2f}, "
+            print(f"[{task}] teacher: {headline}BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f} "
                   f"({ev['params']:,} params)", flush=True)
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
