@@ -9,6 +9,7 @@ All corpus scores are on a 0–100 scale (TER: lower is better, the others highe
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -22,6 +23,8 @@ from bench.cost import profile_model
 from bench.data import Lengths, encode
 from bench.distill.loop import dev_loss as loop_dev_loss
 from bench.generation import generate_ids
+
+logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per call
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 ROUGE_SIGNATURE = (f"rouge-score {version('rouge-score')}, {'/'.join(ROUGE_TYPES)} F1 x100, stemmer=True, "

@@ -215,11 +215,14 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     # the teacher's costs are measured again in every run (never cached), so that teacher and
     # students are profiled on the same hardware in the same run
     test_sources = encode(tok, splits.sources("test")[: spec.eval.profile_examples], out.lengths.max_source)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, round(spec.resources.cpus_per_worker)))  # as many threads as a student gets
     with autocast(amp, device):
         out.teacher_profile = profile_model(
             load_teacher(), tok, test_sources, device=device, num_beams=spec.eval.profile_num_beams,
             batch_size=spec.eval.batch_size, latency_examples=spec.eval.latency_examples,
             max_new_tokens=out.lengths.max_target)
+    torch.set_num_threads(threads)
     say(f"[{entry.name}] teacher profiled: {out.teacher_profile['latency_greedy_ms']:.1f} ms/example "
         f"(greedy, batch 1), {out.teacher_profile['throughput_eps']:.1f} examples/s")
     return out
