@@ -9,6 +9,7 @@ from reports.content import collect
 from reports.html_page import write_html
 from reports.latex import write_latex
 from reports.markdown import write_markdown
+from reports.tables import seed_summary
 
 __all__ = ["build_report"]
 
@@ -17,7 +18,8 @@ REPORT_DIR = "report"
 
 def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path:
     """Write report.html (self-contained), report.md, tables.tex, the figures (PNG) and the
-    flat results (results.csv, results.parquet) into `out_dir` (default: the first run dir's
+    flat results (results.csv, results.parquet; summary.csv: mean, std, n and 95% t-interval
+    over seeds of every task × method × ratio × metric) into `out_dir` (default: the first run dir's
     `report/`); return the path of report.html."""
     dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
     if not dirs:
@@ -27,6 +29,7 @@ def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) 
     content = collect(dirs, out)
     content.frame.to_csv(out / "results.csv", index=False)
     content.frame.to_parquet(out / "results.parquet", index=False)
+    seed_summary(content.frame).to_csv(out / "summary.csv", index=False)
     write_markdown(content, out / "report.md")
     write_latex(content, out / "tables.tex")
     return write_html(content, out / "report.html")

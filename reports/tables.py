@@ -229,3 +229,22 @@ def _thousands(value: Any) -> str:
 
 def _ratio_text(value: Any) -> str:
     return MISSING if _is_missing(value) else f"{float(value):g}"
+
+
+SUMMARY_METRICS = ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "dev_loss", "latency_ms",
+                   "latency_beam_ms", "throughput_eps", "params")
+
+
+def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every task × method × ratio × metric with mean, std, n and the 95% t-interval over seeds:
+    the numbers behind every table, as one flat file (`summary.csv`)."""
+    columns = ["task", "metric", "method", "ratio", "mean", "std", "n", "ci", "low", "high"]
+    parts = []
+    tasks = sorted(ok_rows(frame)["task"].dropna().unique())
+    for task in tasks:
+        for metric in SUMMARY_METRICS:
+            if metric in frame.columns:
+                stats = metric_stats(frame, task, metric)
+                if not stats.empty:
+                    parts.append(stats.assign(task=task, metric=metric))
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)

@@ -352,7 +352,7 @@ def rich_report(rich_run) -> Path:
 
 def test_rich_report_files_and_sections(rich_report, rich_run):
     out = rich_report.parent
-    for name in ("report.html", "report.md", "tables.tex", "results.csv", "results.parquet",
+    for name in ("report.html", "report.md", "tables.tex", "results.csv", "results.parquet", "summary.csv",
                  "quality_vs_ratio.png", "quality_by_method.png", "quality_vs_latency.png",
                  "learning_curves.png", "pt_ablation.png"):
         assert (out / name).stat().st_size > 0, name
@@ -382,6 +382,28 @@ def test_rich_ci_matches_raw_rows(rich_run):
             half = scipy_stats.t.ppf(0.975, 2) * statistics.stdev(values) / math.sqrt(3)
             text = table.at[method, f"×{ratio:g}"]
             assert text.startswith(f"{statistics.mean(values):.2f} ± {half:.2f}"), text
+
+
+def test_summary_csv_matches_raw_rows(rich_report, rich_run):
+    """summary.csv holds mean, std, n and the 95% t-interval of every task × method × ratio ×
+    metric; recomputed here from results.jsonl."""
+    import pandas as pd
+
+    raw = [json.loads(line) for line in (rich_run / "results.jsonl").read_text().splitlines()]
+    summary = pd.read_csv(rich_report.parent / "summary.csv")
+    checked = 0
+    for (task, metric, method, ratio), cell in summary.set_index(["task", "metric", "method", "ratio"]).iterrows():
+        if method not in RICH_QUALITY or metric not in ("bleu", "chrf"):
+            continue
+        values = [r[metric] for r in raw if r["status"] == "ok" and r["task"] == task
+                  and r["method"] == method and r["ratio"] == ratio]
+        assert cell["n"] == len(values) == 3
+        assert cell["mean"] == pytest.approx(statistics.mean(values))
+        assert cell["std"] == pytest.approx(statistics.stdev(values))
+        half = scipy_stats.t.ppf(0.975, 2) * statistics.stdev(values) / math.sqrt(3)
+        assert cell["ci"] == pytest.approx(half) and cell["low"] == pytest.approx(cell["mean"] - half)
+        checked += 1
+    assert checked >= 2 * len(RICH_QUALITY) * len(RICH_RATIOS)
 
 
 def test_rich_significance_and_markers(rich_run):
