@@ -99,13 +99,17 @@ OUTPUTS_DIR = "outputs"
 REFERENCES_DIR = "references"
 
 
+def slug(trial_key: str) -> str:
+    """A file name for a trial key: readable, and unique through a short hash."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", trial_key)[:80]
+    return f"{name}-{hashlib.sha1(trial_key.encode()).hexdigest()[:10]}"
+
+
 def write_outputs(run_dir: Path | str, trial_key: str, hypotheses: list[str]) -> str:
     """Store a trial's test outputs (aligned with `references/<task>.json`, for paired
     significance tests); returns the path relative to the run dir, recorded in the row as
     `outputs_file`. Written to a temp file and renamed, so a reader never sees half a file."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", trial_key)[:80]
-    digest = hashlib.sha1(trial_key.encode()).hexdigest()[:10]
-    rel = f"{OUTPUTS_DIR}/{name}-{digest}.json"
+    rel = f"{OUTPUTS_DIR}/{slug(trial_key)}.json"
     _write_json_atomic(Path(run_dir) / rel, {"trial_key": trial_key, "hypotheses": hypotheses})
     return rel
 

@@ -349,6 +349,7 @@ class Resources(Strict):
 class Storage(Strict):
     runs_dir: str = "runs"  # each run gets RUN_DIR = runs_dir/<name>-<timestamp>
     artifacts_dir: str | None = None  # shared stage outputs; default runs_dir/artifacts
+    save_students: bool = False  # keep every trained student (save_pretrained) in RUN_DIR/students/
 
 
 class Spec(Strict):

@@ -29,7 +29,7 @@ from bench.lm import bare, is_seq2seq
 from bench.models import shape_of
 from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
-from bench.results import append_row, finished_row, write_outputs
+from bench.results import append_row, finished_row, slug, write_outputs
 from bench.spec import TrainSpec
 from bench.stages import pt_label, seed_everything
 from bench.student_init import make_student, parse_init
@@ -108,6 +108,10 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params,
                    student_shape=_shape(plan.config), train=stats,
                    dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
+    if cfg.get("save_to"):  # the distilled student, usable with from_pretrained
+        bare(student).save_pretrained(cfg["save_to"])
+        tok.save_pretrained(cfg["save_to"])
+        metrics["student_dir"] = cfg["save_to"]
     return metrics
 
 
@@ -168,6 +172,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             "train": spec["student_train"], "eval": spec["eval"], "device": res["device"],
             "precision": res["precision"], "cpus_per_worker": res["cpus_per_worker"],
         }
+        if spec["storage"]["save_students"]:
+            worker_cfg["save_to"] = str(run_dir / "students" / slug(key))
         row["config"].update(worker_cfg)
         trial_id = ray.tune.get_context().get_trial_id()
         resources = {"CPU": res["cpus_per_worker"]}

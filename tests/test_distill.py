@@ -157,3 +157,22 @@ def test_shrink_initialised_student_starts_from_teacher_layers(tiny_artifacts, t
     out = distill(cfg, 0, 1, torch.device("cpu"))
     assert out["student_shape"]["d_model"] == shape.d_model and out["student_shape"]["decoder_layers"] == 1
     assert abs(out["realized_ratio"] - ratio) / ratio < 0.01 and 0 <= out["bleu"] <= 100
+
+
+def test_saved_student_reproduces_its_test_outputs(tiny_artifacts, tmp_path):
+    from bench.data import Lengths, encode, load_splits
+    from bench.evaluate import decode
+    from bench.generation import generate_ids
+    from bench.pretrained import load_model, load_tokenizer
+
+    spec, art, _ = tiny_artifacts
+    cfg = {**_cfg(spec, art, "seq_kd"), "save_to": str(tmp_path / "student")}
+    out = distill(cfg, 0, 1, torch.device("cpu"))
+    assert out["student_dir"] == cfg["save_to"]
+    student, tok = load_model(cfg["save_to"]), load_tokenizer(cfg["save_to"])
+    lengths = Lengths(**cfg["lengths"])
+    test = load_splits(art.paths["data"]).splits["test"]
+    ids = generate_ids(student, encode(tok, [r["source"] for r in test], lengths.max_source),
+                       pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, max_new_tokens=lengths.max_target,
+                       num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size)
+    assert decode(tok, [o[0] for o in ids]) == out["hypotheses"]

@@ -79,7 +79,7 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
                                  "metric": "rougeL", "max_source_tokens": 64, "max_target_tokens": 24}}]
     data["student_inits"] = ["random", "shrink-alternating"]
     data["resources"] = {"num_workers": 2, "cpus_per_worker": 0.99}
-    data["storage"] = {"runs_dir": str(tmp_path / "runs")}
+    data["storage"] = {"runs_dir": str(tmp_path / "runs"), "save_students": True}
     run_dir = tmp_path / "runs" / "custom"
     report = run(parse_spec(data), run_dir=run_dir)
     rows = {r.get("student_init", "teacher"): r for r in read_rows(run_dir)}
@@ -88,6 +88,10 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
     assert ok["status"] == "ok", ok.get("error")
     assert ok["config"]["train"]["steps"] == 3 and ok["metrics"]["train"]["steps"] == 3
     assert 0 <= ok["metrics"]["rougeL"] <= 100 and ok["metrics"]["headline"] == "rougeL"
+    from bench.pretrained import load_model
+
+    saved = load_model(ok["metrics"]["student_dir"])  # the distilled student, kept in the run dir
+    assert sum(p.numel() for p in saved.parameters()) == ok["params"]
     failed = rows["shrink-alternating"]
     assert failed["status"] == "error" and "cannot shrink the teacher" in failed["error"]
     assert "headlines|student|joint_teaching|shrink-alternating|r2|s0" == failed["trial_key"]
