@@ -40,3 +40,14 @@ def tiny_artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("artifacts")
     art = prepare_task(spec, spec.tasks[0], str(root), say=lambda msg: None)
     return spec, art, root
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer(tmp_path_factory):
+    """A small byte-level BPE tokenizer (400 tokens) for models built from configs."""
+    from bench.tokenizer import load_tokenizer, train_tokenizer
+
+    texts = ["name[The Eagle], food[French] -> The Eagle serves French food near the river."] * 20
+    d = tmp_path_factory.mktemp("tok")
+    train_tokenizer(texts, 400, d)
+    return load_tokenizer(d)

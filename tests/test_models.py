@@ -1,17 +1,12 @@
 import pytest
 
-from bench.models import count_params, plan_student, shape_of, config_from_spec
+from bench.models import config_from_spec, count_params, plan_student, shape_of
 from bench.spec import ModelSpec
-from bench.tokenizer import load_tokenizer, train_tokenizer
-
-TEXTS = ["name[The Eagle], food[French] -> The Eagle serves French food near the river."] * 20
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tok")
-    train_tokenizer(TEXTS, 400, d)
-    return load_tokenizer(d)
+def tok(bpe_tokenizer):
+    return bpe_tokenizer
 
 
 def test_tokenizer_round_trip_and_eos(tok):

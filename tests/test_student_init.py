@@ -12,16 +12,11 @@ from bench.student_init import (
     parse_init,
     plan_shrink,
 )
-from bench.tokenizer import load_tokenizer, train_tokenizer
-
-TEXTS = ["name[The Eagle], food[French] -> The Eagle serves French food near the river."] * 20
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tok")
-    train_tokenizer(TEXTS, 120, d)
-    return load_tokenizer(d)
+def tok(bpe_tokenizer):
+    return bpe_tokenizer
 
 
 def _teacher(tok, arch, layers=6, d_model=64):
