@@ -108,6 +108,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None) -> di
     metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params,
                    student_shape=_shape(plan.config), train=stats,
                    dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
+    if (pts := method.sequence_level_pts) is not None:  # for the report's PT ablation
+        metrics.update(pt_strategy=pts.strategy, pt_k=pts.k)
     if cfg.get("save_to"):  # the distilled student, usable with from_pretrained
         bare(student).save_pretrained(cfg["save_to"])
         tok.save_pretrained(cfg["save_to"])

@@ -1,8 +1,10 @@
 """The pseudo-target ablation: how many teacher PTs per input, and beam search vs. sampling.
 
-Shown for a task when at least two of the PT methods below ran on it. Their PT sets mirror
-`bench/distill/methods.py` (the rows do not store them); every other setting of these
-methods is the same, so their differences isolate the PT count and strategy.
+The compared methods are the plain sequence-level ones — teacher PTs only, cross-entropy only
+(`seq_kd`, `seq_kd_multi`, `sampling_pts`, or your own, e.g. 48 sampled PTs) — whose rows
+record their PT set (`pt_strategy`, `pt_k`); every other setting of these methods is the
+same, so their differences isolate the PT count and strategy. Shown for a task when at least
+two such methods ran on it.
 """
 from __future__ import annotations
 
@@ -25,18 +27,23 @@ from reports.tables import (
 )
 
 ABLATION_FILE = "pt_ablation.png"
-# method → (PT strategy, PTs per input), as defined in bench/distill/methods.py
-PT_SETS = {
-    "seq_kd": ("beam search (top-1)", 1),
-    "seq_kd_multi": ("beam search (top-4)", 4),
-    "sampling_pts": ("sampling", 8),
-}
+
+
+def pt_sets(frame: pd.DataFrame) -> dict[str, tuple[str, int]]:
+    """Method label → (PT strategy in words, PTs per input), for the student rows that record
+    a PT set."""
+    rows = frame[(frame["role"] != TEACHER) & frame["pt_k"].notna()]
+    out = {}
+    for label, strategy, k in zip(rows["label"], rows["pt_strategy"], rows["pt_k"]):
+        k = int(k)
+        out[label] = (f"beam search (top-{k})" if strategy == "beam" else "sampling", k)
+    return out
 
 
 def ablation_tasks(quality: pd.DataFrame) -> list[str]:
-    """Tasks on which at least two PT-ablation methods have results."""
-    students = quality[quality["role"] != TEACHER]
-    counts = students[students["method"].isin(list(PT_SETS))].groupby("task")["method"].nunique()
+    """Tasks on which at least two plain sequence-level methods (different PT sets) have results."""
+    students = quality[(quality["role"] != TEACHER) & quality["pt_k"].notna()]
+    counts = students.groupby("task")["label"].nunique()
     return sorted(counts[counts >= 2].index)
 
 
@@ -44,18 +51,16 @@ def ablation_display(frame: pd.DataFrame, task: str, metric: str, significance=N
                      ) -> DisplayTable | None:
     """The results table restricted to the PT methods, with their PT set spelled out."""
     full = results_display(frame, task, metric, significance)
-    labels = frame.loc[(frame["task"] == task) & frame["method"].isin(list(PT_SETS)),
-                       ["label", "method"]].drop_duplicates()
-    method_of = dict(zip(labels["label"], labels["method"]))
-    rows = [label for label in full.data.index if label in method_of]
+    sets = pt_sets(frame[frame["task"] == task])
+    rows = [label for label in full.data.index if label in sets]
     if len(rows) < 2:
         return None
-    rows.sort(key=lambda label: (PT_SETS[method_of[label]][1], label))
+    rows.sort(key=lambda label: (sets[label][1], label))
     data = full.data.loc[rows]
     empty = [c for c in data.columns if (data[c] == MISSING).all()]  # e.g. the teacher's ×1
     data = data.drop(columns=empty)
-    data.insert(0, "PTs per input", [str(PT_SETS[method_of[r]][1]) for r in rows])
-    data.insert(0, "PT strategy", [PT_SETS[method_of[r]][0] for r in rows])
+    data.insert(0, "PTs per input", [str(sets[r][1]) for r in rows])
+    data.insert(0, "PT strategy", [sets[r][0] for r in rows])
     # Bold here marks the best of the PT methods, not of all methods.
     bold = best_mask(metric_pivot(frame, task, metric, "mean").loc[rows], metric)
     bold.columns = full.data.columns
@@ -73,10 +78,11 @@ def ablation_plot(quality: pd.DataFrame, path: Path | str) -> Path | None:
     if not tasks:
         Path(path).unlink(missing_ok=True)
         return None
-    data = quality[(quality["role"] != TEACHER) & quality["method"].isin(list(PT_SETS))]
-    data = data.assign(pt_set=data["method"].map(
-        lambda m: f"{m}\n{PT_SETS[m][1]} × {PT_SETS[m][0].split(' (')[0]}"))
-    order = [f"{m}\n{k} × {s.split(' (')[0]}" for m, (s, k) in PT_SETS.items()]
+    data = quality[(quality["role"] != TEACHER) & quality["pt_k"].notna()]
+    sets = pt_sets(data)
+    set_names = {label: f"{label}\n{k} × {strategy.split(' (')[0]}" for label, (strategy, k) in sets.items()}
+    data = data.assign(pt_set=data["label"].map(set_names))
+    order = [set_names[label] for label in sorted(sets, key=lambda lab: (sets[lab][1], lab))]
     ratios = sorted(data["ratio"].unique())
     names = [f"×{r:g}" for r in ratios]
     colors = dict(zip(names, sns.color_palette("crest", len(ratios))))

@@ -25,7 +25,7 @@ from reports.meta import run_meta
 TEACHER = "teacher"
 TEXT_COLUMNS = [
     "trial_key", "run_id", "run_dir", "status", "error", "role", "task", "method",
-    "student_init", "label", "headline", "outputs_file", "finished_at",
+    "student_init", "label", "headline", "outputs_file", "finished_at", "pt_strategy",
 ]
 # Quality metrics, in the order tables list them.
 QUALITY_METRICS = ["bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "dev_loss"]
@@ -43,17 +43,18 @@ TRAIN_COLUMNS = {
     "steps": "train_steps", "target_tokens": "target_tokens",
     "teacher_forwards": "teacher_forwards", "student_generated_tokens": "student_generated_tokens",
 }
-INT_COLUMNS = ["seed", "params", "params_non_embedding", *TRAIN_COLUMNS.values()]
+INT_COLUMNS = ["seed", "params", "params_non_embedding", "pt_k", *TRAIN_COLUMNS.values()]
 COLUMNS = [
     "trial_key", "run_id", "status", "error", "role", "task", "method", "student_init",
     "label", "ratio", "seed", *QUALITY_METRICS, "headline", "params", "params_non_embedding",
     "realized_ratio", *EFFICIENCY_METRICS, *TRAIN_COLUMNS.values(),
     "train_seconds", "eval_seconds", "wall_seconds", "finished_at", "outputs_file", "run_dir",
+    "pt_strategy", "pt_k",
 ]
 # Columns that may also come from the row's `metrics` dict (never identity fields).
 FROM_METRICS = frozenset({
     *QUALITY_METRICS, *EFFICIENCY_METRICS, "headline", "params", "params_non_embedding",
-    "realized_ratio", "eval_seconds", "train_seconds",
+    "realized_ratio", "eval_seconds", "train_seconds", "pt_strategy", "pt_k",
 })
 # Where a column's value may also be found inside `metrics` under another name.
 METRIC_ALIASES = {"latency_ms": "latency_greedy_ms", "params": "params_total"}

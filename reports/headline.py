@@ -55,13 +55,14 @@ def quality_frame(frame: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFrame:
     """Long frame of successful rows with each task's headline score in `value`.
 
     Columns: task, label, method, student_init, role, ratio, seed, run_id, metric, value,
-    latency_ms. Rows whose headline score is missing are left out.
+    latency_ms, pt_strategy, pt_k (the PT set of plain sequence-level methods). Rows whose headline score is missing are left out.
     """
     rows = ok_rows(frame)
     rows = rows[rows["task"].isin(list(metrics))]
     if rows.empty:
         return pd.DataFrame(columns=["task", "label", "method", "student_init", "role", "ratio",
-                                     "seed", "run_id", "metric", "value", "latency_ms"])
+                                     "seed", "run_id", "metric", "value", "latency_ms", "pt_strategy",
+                                     "pt_k"])
     metric = rows["task"].map(metrics)
     value = [row[m] if m in row.index else float("nan") for (_, row), m in
              zip(rows.iterrows(), metric)]
@@ -70,7 +71,7 @@ def quality_frame(frame: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFrame:
         "student_init": rows["student_init"], "role": rows["role"], "ratio": rows["ratio"],
         "seed": rows["seed"], "run_id": rows["run_id"], "metric": metric,
         "value": pd.to_numeric(pd.Series(value, index=rows.index), errors="coerce"),
-        "latency_ms": rows["latency_ms"],
+        "latency_ms": rows["latency_ms"], "pt_strategy": rows["pt_strategy"], "pt_k": rows["pt_k"],
     })
     out.loc[out["role"] == TEACHER, "label"] = TEACHER
     return out[out["value"].notna()].reset_index(drop=True)

@@ -88,3 +88,4 @@ def test_48_sampled_pts_are_built_and_trained_on(tiny_artifacts):
     cfg["custom_methods"] = [k48]
     out = distill(cfg, 0, 1, torch.device("cpu"))
     assert out["train"]["steps"] == spec.student_train.steps and 0 <= out["bleu"] <= 100
+    assert (out["pt_strategy"], out["pt_k"]) == ("sample", 48)  # recorded for the report's PT ablation

@@ -25,3 +25,14 @@ def test_every_preset_says_what_it_reproduces_and_builds():
 def test_paper_presets_are_registered():
     assert {"ft", "word_kd", "noisy_kd", "att_kd", "hidden_kd", "seq_kd", "seq_kd_multi", "sampling_pts",
             "word_kd_pts", "student_pts", "joint_teaching", "gkd"} <= set(METHODS)
+
+
+def test_plain_sequence_level_methods_name_their_pt_set():
+    """What the report's PT ablation compares: methods that differ only in their teacher PTs."""
+    from bench.distill.methods import PTSpec, get_method
+
+    assert get_method("seq_kd").sequence_level_pts == PTSpec("beam", 1)
+    assert get_method("seq_kd_multi").sequence_level_pts == PTSpec("beam", 4)
+    assert get_method("sampling_pts").sequence_level_pts == PTSpec("sample", 8)
+    for name in ("ft", "word_kd", "word_kd_pts", "joint_teaching", "gkd", "distillm"):
+        assert get_method(name).sequence_level_pts is None, name

@@ -289,7 +289,11 @@ def score(hyps: list[str], refs: list[list[str]]) -> dict:
             "chrf": CHRF().corpus_score(hyps, streams).score}
 
 
-def _scored_row(run_dir, run_id, task, role, method, ratio, seed, hyps, refs, **extra):
+# the PT sets the engine records for plain sequence-level methods (bench/distill/methods.py)
+RICH_PT_SETS = {"seq_kd": ("beam", 1), "seq_kd_multi": ("beam", 4), "sampling_pts": ("sample", 8)}
+
+
+def _scored_row(run_dir, run_id, task, role, method, ratio, seed, hyps, refs, pt_set=None, **extra):
     """A row whose BLEU/chrF are sacreBLEU's scores of `hyps`, with its outputs file."""
     key = extra.pop("trial_key", None) or f"{task}|{role}|{method}|r{ratio:g}|s{seed}"
     scores = score(hyps, refs)
@@ -306,7 +310,8 @@ def _scored_row(run_dir, run_id, task, role, method, ratio, seed, hyps, refs, **
                  "latency_beam_ms": 60.0 / ratio, "params_non_embedding": int(4e6 / ratio),
                  "train": {"steps": 300, "target_tokens": 12345, "teacher_forwards": 300,
                            "student_generated_tokens": 0, "train_seconds": 9.5,
-                           "curve": curve if role == "student" else None}},
+                           "curve": curve if role == "student" else None},
+                 **({"pt_strategy": pt_set[0], "pt_k": pt_set[1]} if pt_set else {})},
         **extra,
     )
     append_row(run_dir, row)
@@ -328,7 +333,7 @@ def write_rich_run(run_dir: Path, run_id: str = "rich", tasks=("d2t", "qg"),
                     quality = RICH_QUALITY[method] - (0.05 if ratio == 4.0 else 0.0)
                     hyps = rich_hypotheses(refs, quality, f"{task}-{method}-{ratio}-{seed}")
                     _scored_row(run_dir, run_id, task, "student", method, ratio, seed, hyps,
-                                refs)
+                                refs, pt_set=RICH_PT_SETS.get(method))
     if fail:
         append_row(run_dir, _row(run_id, tasks[0], "student", "word_kd", 8.0, 0, 0.0,
                                  error="ValueError: ratio 8 is impossible: <too small>"))

@@ -162,6 +162,15 @@ class Method:
         return bool(self.pt_specs)
 
     @property
+    def sequence_level_pts(self) -> PTSpec | None:
+        """The PT set of a plain sequence-level KD method — only teacher-PT sources, all on one
+        PT set, cross-entropy only — else None. Such methods differ only in their PTs, which is
+        what the report's PT ablation compares."""
+        sets = {s.pts for s in self.sources}
+        plain = all(s.origin == "teacher_pt" for s in self.sources) and all(t.kind == "ce" for t in self.losses)
+        return next(iter(sets)) if plain and len(sets) == 1 else None
+
+    @property
     def pt_specs(self) -> tuple[PTSpec, ...]:
         """The teacher-PT sets this method trains on (each built once per task)."""
         return tuple(dict.fromkeys(s.pts for s in self.sources if s.origin == "teacher_pt"))
