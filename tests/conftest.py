@@ -11,6 +11,13 @@ quiet_ray_env()
 os.environ.setdefault("RAY_TMPDIR", "/tmp/kdbench-test-ray")
 
 
+def pytest_sessionstart(session):
+    """Build the binary data fixtures (Parquet, in the Hub datasets' layouts) if missing."""
+    from tests.fixtures.make_fixtures import ensure_written
+
+    ensure_written()
+
+
 def tiny_spec_dict(tasks=("d2t",), methods=("ft", "word_kd", "seq_kd", "joint_teaching"), ratios=(2.0,)):
     teacher = {"model": {"arch": "t5", "d_model": 32, "ffn_dim": 64, "encoder_layers": 1,
                          "decoder_layers": 1, "heads": 2},
