@@ -19,9 +19,7 @@ from typing import Any
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-from bench.cost import profile_model
 from bench.data import Lengths, encode
-from bench.distill.loop import dev_loss as loop_dev_loss
 from bench.generation import generate_ids
 
 logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per call
@@ -129,18 +127,15 @@ def decode(tokenizer, id_lists: list[list[int]]) -> list[str]:
 
 
 def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *, num_beams: int,
-                   batch_size: int, latency_examples: int, device, profile_examples: int = 128,
-                   profile_num_beams: int = 4, bertscore_model: str | None = None,
+                   batch_size: int, device, bertscore_model: str | None = None,
                    bertscore_num_layers: int | None = None) -> dict[str, Any]:
-    """Generate for the test split, score against all references, profile the model's costs.
+    """Generate for the test split and score against all references (quality only: costs are
+    measured by `bench.profiling`, one model at a time, after the grid).
 
     Returns the `score` fields; `bertscore_*` when `bertscore_model` (a local directory) is
     given (off by default; a missing model fails before any generation); `hypotheses` (every
     decoded output, aligned with `test_rows`); the generation settings `eval_num_beams`,
-    `eval_batch_size`, `max_new_tokens`; the `bench.cost.profile_model` fields over the first
-    `profile_examples` test inputs (batch-1 latencies over the first `latency_examples`, beam
-    latency with `profile_num_beams`); `latency_ms` (= `latency_greedy_ms`), `params`,
-    `eval_seconds` and five `samples`."""
+    `eval_batch_size`, `max_new_tokens`; `eval_seconds` and five `samples`."""
     if bertscore_model is not None:
         check_bertscore_model(bertscore_model)
     start = time.perf_counter()
@@ -155,15 +150,30 @@ def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *,
         metrics.update(bertscore(hyps, references, bertscore_model, num_layers=bertscore_num_layers,
                                  batch_size=batch_size, device=device))
     metrics["eval_seconds"] = time.perf_counter() - start
-    metrics.update(profile_model(model, tokenizer, sources[:profile_examples], device=device,
-                                 num_beams=profile_num_beams, batch_size=batch_size,
-                                 latency_examples=latency_examples, max_new_tokens=lengths.max_target))
-    metrics["latency_ms"] = metrics["latency_greedy_ms"]
-    metrics["params"] = metrics["params_total"]
     metrics.update(eval_num_beams=num_beams, eval_batch_size=batch_size, max_new_tokens=lengths.max_target)
     metrics["hypotheses"] = hyps
     metrics["samples"] = [{"source": r["source"], "output": h} for r, h in zip(test_rows[:5], hyps[:5])]
     return metrics
+
+
+QUALITY_SETTINGS = ("num_beams", "batch_size", "bertscore_model", "bertscore_num_layers")
+
+
+def quality_settings(eval_spec: dict[str, Any]) -> dict[str, Any]:
+    """The settings of `evaluate_model` from the spec's `eval` block (the rest is for profiling)."""
+    return {k: eval_spec[k] for k in QUALITY_SETTINGS if k in eval_spec}
+
+
+def headline_score(metric: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """One corpus metric (a key of `score`), computed alone: the dev metric of checkpoint
+    selection."""
+    if metric in ("bleu", "chrf", "ter"):
+        cls = {"bleu": BLEU, "chrf": CHRF, "ter": TER}[metric]
+        value = cls().corpus_score(list(hypotheses), _reference_streams(references)).score
+        return -value if metric == "ter" else value
+    if metric in ROUGE_TYPES:
+        return rouge(hypotheses, references)[metric]
+    raise ValueError(f"unknown metric {metric!r}; allowed: bleu, chrf, ter, {', '.join(ROUGE_TYPES)}")
 
 
 def dev_pairs(tokenizer, rows: list[dict], lengths: Lengths) -> list[tuple[list[int], list[int]]]:
@@ -175,11 +185,17 @@ def dev_pairs(tokenizer, rows: list[dict], lengths: Lengths) -> list[tuple[list[
     return list(zip(sources, targets))
 
 
-def dev_loss(model, tokenizer, rows: list[dict], lengths: Lengths, *, batch_size: int, device) -> float:
-    """Mean per-token cross-entropy (nats) of a seq2seq model on `rows`, teacher-forced
-    (`bench.distill.loop.dev_loss` on `dev_pairs`): the mean is over all target tokens of all
-    rows, eos included, padding excluded; dropout off, training mode restored after."""
-    if not rows:
-        raise ValueError("dev_loss needs at least one row")
-    return loop_dev_loss(model, dev_pairs(tokenizer, rows, lengths), pad_id=tokenizer.pad_token_id,
-                         eos_id=tokenizer.eos_token_id, max_target=lengths.max_target, device=device, batch_size=batch_size)
+def dev_set(tokenizer, dev_rows: list[dict], lengths: Lengths, spec, metric: str):
+    """What a training run evaluates on dev (`bench.distill.loop.DevSet`): the dev loss on the
+    first `spec.dev_examples` rows and, unless selection is by loss or off, the task's headline
+    `metric` of greedy outputs for the first `spec.dev_metric_examples` rows."""
+    from bench.distill.loop import DevSet
+
+    dev = DevSet(dev_pairs(tokenizer, dev_rows[: spec.dev_examples], lengths))
+    if spec.select == "dev_metric":
+        rows = dev_rows[: spec.dev_metric_examples]
+        refs = [r["references"] if "references" in r else [r["target"]] for r in rows]
+        dev.sources = encode(tokenizer, [r["source"] for r in rows], lengths.max_source)
+        dev.score = lambda outputs: headline_score(metric, decode(tokenizer, outputs), refs)
+        dev.metric = f"dev_{metric}"
+    return dev

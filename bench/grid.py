@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,32 +18,71 @@ TRIAL_CPU = 0.01  # the Tune function only waits on its TorchTrainer
 
 
 class TrialProgress(tune.Callback):
-    """One line per finished trial (Ray's own tables are off by default), and the interim
-    report rebuilt as trials finish (`on_progress`, at most once per `report_every` seconds,
-    so a long grid can be read while it runs)."""
+    """Progress on the console (Ray's own tables are off by default): a line for each running
+    trial's reports (step, loss, dev metric, ETA; at most one per `live_every` seconds per
+    trial), one line per finished trial, and the interim report rebuilt as trials finish
+    (`on_progress`, at most once per `report_every` seconds, in a background thread so Tune's
+    event loop never waits for it)."""
 
-    def __init__(self, total: int, on_progress: Callable[[], Path] | None = None, report_every: float = 60.0):
+    def __init__(self, total: int, on_progress: Callable[[], Path] | None = None, report_every: float = 60.0,
+                 live_every: float = 20.0):
         self.total, self.done, self.start = total, 0, time.time()
         self.on_progress, self.report_every, self.last_report = on_progress, report_every, 0.0
+        self.live_every, self._last_live = live_every, {}
+        self._thread: threading.Thread | None = None
 
     def _interim_report(self) -> None:
         if self.on_progress is None or self.done == self.total:  # the final report follows the grid
             return
-        if time.time() - self.last_report < self.report_every:
+        if time.time() - self.last_report < self.report_every or (self._thread and self._thread.is_alive()):
             return
         self.last_report = time.time()
-        try:
-            path = self.on_progress()
-        except Exception as exc:  # an interim report must never stop the grid
-            print(f"(interim report not written: {type(exc).__name__}: {exc})", flush=True)
+        done = self.done
+
+        def build() -> None:
+            try:
+                path = self.on_progress()
+            except Exception as exc:  # an interim report must never stop the grid
+                print(f"(interim report not written: {type(exc).__name__}: {exc})", flush=True)
+                return
+            print(f"interim report ({done}/{self.total} trials): {path}", flush=True)
+
+        self._thread = threading.Thread(target=build, name="kdbench-interim-report", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Let a running interim report finish (before the final one is written)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    @staticmethod
+    def label(cfg: dict) -> str:
+        init = "" if cfg.get("student_init", "random") == "random" else f" [{cfg['student_init']}]"
+        return f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']}{init} seed={cfg['seed']}"
+
+    def _live(self, trial, result: dict) -> None:
+        now = time.time()
+        if now - self._last_live.get(trial.trial_id, 0.0) < self.live_every or "total_steps" not in result:
             return
-        print(f"interim report ({self.done}/{self.total} trials): {path}", flush=True)
+        self._last_live[trial.trial_id] = now
+        step, total = result.get("step", 0), result["total_steps"]
+        parts = [f"step {step}/{total}"]
+        if result.get("loss") is not None:
+            parts.append(f"loss {result['loss']:.3f}")
+        if result.get("dev_loss") is not None:
+            parts.append(f"dev loss {result['dev_loss']:.3f}")
+        if result.get("dev_metric") is not None:
+            parts.append(f"dev metric {result['dev_metric']:.2f} (best @{result.get('selected_step')})")
+        seconds = result.get("train_seconds") or 0
+        if step and seconds:
+            parts.append(f"ETA {seconds / step * (total - step):.0f}s")
+        print(f"  [running] {self.label(trial.config)}: {' · '.join(parts)}", flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "status" not in result:  # an intermediate report forwarded from the Train workers
+            self._live(trial, result)
+            return
         self.done += 1
-        cfg = trial.config
-        init = "" if cfg["student_init"] == "random" else f" [{cfg['student_init']}]"
-        label = f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']}{init} seed={cfg['seed']}"
         if result.get("status") == "ok":
             headline = result.get("headline") or "bleu"
             what = "" if headline == "bleu" else f"{headline} {result['headline_value']:.2f} "
@@ -52,12 +92,12 @@ class TrialProgress(tune.Callback):
         else:
             what = f"FAILED: {result.get('error')}"
         elapsed = time.time() - self.start
-        print(f"[trial {self.done}/{self.total} · {elapsed:.0f}s] {label}: {what}", flush=True)
+        print(f"[trial {self.done}/{self.total} · {elapsed:.0f}s] {self.label(trial.config)}: {what}", flush=True)
         self._interim_report()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        print(f"[trial {self.done}/{self.total}] {trial.config}: Ray error (see {trial.local_path})",
+        print(f"[trial {self.done}/{self.total}] {self.label(trial.config)}: Ray error (see {trial.local_path})",
               flush=True)
 
 
@@ -90,14 +130,18 @@ def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool =
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"CPU": TRIAL_CPU})
     max_conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
     print(f"grid: {total} trials, up to {max_conc} at a time", flush=True)
+    progress = TrialProgress(total, on_progress)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=max_conc),
         run_config=tune.RunConfig(
             name="tune", storage_path=str((run_dir / "tune").resolve()),
-            verbose=1 if verbose else 0, callbacks=[TrialProgress(total, on_progress)],
+            verbose=1 if verbose else 0, callbacks=[progress],
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        progress.wait()

@@ -41,8 +41,31 @@ def results_path(run_dir: Path | str) -> Path:
     return Path(run_dir) / RESULTS_FILE
 
 
-def read_rows(run_dir: Path | str) -> list[dict[str, Any]]:
-    """All rows of a run, one per trial key (an `ok` row wins over earlier errors)."""
+def read_rows(run_dir: Path | str, profiles: bool = True) -> list[dict[str, Any]]:
+    """All rows of a run, one per trial key (an `ok` row wins over earlier errors), with the
+    cost profiles measured after the grid joined in (`profiles=False`: the rows as stored)."""
+    rows = _stored_rows(run_dir)
+    return with_profiles(rows, run_dir) if profiles else rows
+
+
+def with_profiles(rows: list[dict[str, Any]], run_dir: Path | str) -> list[dict[str, Any]]:
+    """Rows with their model's profile (`bench.profiling`) in `metrics` and `latency_ms`."""
+    from bench.profiling import read_profiles
+
+    found = read_profiles(run_dir)
+    if not found:
+        return rows
+    out = []
+    for row in rows:
+        profile = found.get(row["trial_key"])
+        if profile is not None and row.get("status") == "ok":
+            row = {**row, "metrics": {**(row.get("metrics") or {}), **profile},
+                   "latency_ms": profile.get("latency_greedy_ms")}
+        out.append(row)
+    return out
+
+
+def _stored_rows(run_dir: Path | str) -> list[dict[str, Any]]:
     path = results_path(run_dir)
     if not path.exists():
         return []
@@ -64,7 +87,7 @@ def read_rows(run_dir: Path | str) -> list[dict[str, Any]]:
 
 def finished_row(run_dir: Path | str, trial_key: str) -> dict[str, Any] | None:
     """The stored `ok` row of a trial, if it already finished."""
-    for row in read_rows(run_dir):
+    for row in _stored_rows(run_dir):
         if row["trial_key"] == trial_key and row["status"] == "ok":
             return row
     return None
@@ -97,6 +120,8 @@ def _ends_with_newline(path: Path) -> bool:
 
 OUTPUTS_DIR = "outputs"
 REFERENCES_DIR = "references"
+PROFILES_DIR = "profiles"
+STUDENTS_DIR = "students"
 
 
 def slug(trial_key: str) -> str:
@@ -110,19 +135,45 @@ def write_outputs(run_dir: Path | str, trial_key: str, hypotheses: list[str]) ->
     significance tests); returns the path relative to the run dir, recorded in the row as
     `outputs_file`. Written to a temp file and renamed, so a reader never sees half a file."""
     rel = f"{OUTPUTS_DIR}/{slug(trial_key)}.json"
-    _write_json_atomic(Path(run_dir) / rel, {"trial_key": trial_key, "hypotheses": hypotheses})
+    write_json_atomic(Path(run_dir) / rel, {"trial_key": trial_key, "hypotheses": hypotheses})
     return rel
 
 
 def write_references(run_dir: Path | str, task: str, references: list[list[str]]) -> str:
     """Store a task's test references once per run dir (`references/<task>.json`)."""
     rel = f"{REFERENCES_DIR}/{task}.json"
-    _write_json_atomic(Path(run_dir) / rel, references)
+    write_json_atomic(Path(run_dir) / rel, references)
     return rel
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def load_references(run_dir: Path | str, task: str) -> list[list[str]] | None:
+    """A task's test references as a run stored them (None when it did not)."""
+    try:
+        data = json.loads((Path(run_dir) / REFERENCES_DIR / f"{task}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+        return None
+    return [[str(x) for x in refs] for refs in data]
+
+
+def load_hypotheses(run_dir: Path | str, row: dict[str, Any]) -> list[str] | None:
+    """A row's stored test outputs (None when missing or not the row's own)."""
+    if not row.get("outputs_file"):
+        return None
+    try:
+        data = json.loads((Path(run_dir) / row["outputs_file"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("hypotheses"), list):
+        return None
+    if data.get("trial_key") not in (None, row.get("trial_key")):
+        return None
+    return [str(h) for h in data["hypotheses"]]

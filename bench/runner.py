@@ -88,21 +88,21 @@ def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str,
 
 
 def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict) -> dict:
-    """The teacher's row: quality from the cached evaluation, costs from this run's profile."""
+    """The teacher's row: quality from the cached evaluation (costs: profiled after the grid)."""
     from bench.results import write_outputs
     from bench.trial import teacher_key
 
     ev = {k: v for k, v in art["teacher_eval"].items() if k != "hypotheses"}
-    ev.update(art["teacher_profile"], latency_ms=art["teacher_profile"]["latency_greedy_ms"],
-              headline=art["metric"])
+    ev.update(headline=art["metric"], compute=ev["train"].get("compute"), selection=ev["train"].get("selection"))
     entry = spec.task(task)
     key = teacher_key(task)
+    params = _params(art["paths"]["teacher"])
     return {
         "trial_key": key, "status": "ok", "error": None, "role": "teacher",
         "task": task, "method": "teacher", "ratio": 1.0, "seed": entry.data_seed,
-        "bleu": ev["bleu"], "chrf": ev["chrf"], "params": ev["params"], "realized_ratio": 1.0,
-        "latency_ms": ev["latency_ms"], "eval_seconds": ev["eval_seconds"],
-        "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": ev,
+        "bleu": ev["bleu"], "chrf": ev["chrf"], "params": params, "realized_ratio": 1.0,
+        "latency_ms": None, "eval_seconds": ev["eval_seconds"],
+        "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": {**ev, "params": params},
         "outputs_file": write_outputs(run_dir, key, art["teacher_eval"]["hypotheses"]),
         "config": {"teacher": entry.teacher.model_dump(), "sizes": entry.sizes.model_dump(),
                    "eval": spec.eval.model_dump(), "spec_name": spec.name},
@@ -111,11 +111,19 @@ def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versi
     }
 
 
+def _params(model_dir: str) -> int:
+    from bench.models import count_params
+    from bench.pretrained import load_config
+
+    return count_params(load_config(model_dir, "teacher"))
+
+
 def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False) -> Path:
     """Run the whole experiment; returns the path of the HTML report."""
     from bench.data import load_splits
     from bench.grid import grid_size, run_grid
-    from bench.results import append_row, write_references
+    from bench.profiling import profile_run
+    from bench.results import STUDENTS_DIR, append_row, read_rows, write_references
     from reports import build_report
 
     run_dir = (run_dir or new_run_dir(spec)).resolve()
@@ -143,12 +151,19 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
             append_row(run_dir, teacher_row(spec, task, art, run_dir, versions))
             ev, metric = art["teacher_eval"], art["metric"]
             headline = "" if metric == "bleu" else f"{metric} {ev[metric]:.2f}, "
-            print(f"[{task}] teacher: {headline}BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f} "
-                  f"({ev['params']:,} params)", flush=True)
+            print(f"[{task}] teacher: {headline}BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f}", flush=True)
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions}
     run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]))
+    t2 = time.time()
+    profile_run(run_dir, read_rows(run_dir, profiles=False), artifacts, spec,
+                say=lambda m: print(m, flush=True))
+    if not spec.storage.save_students:
+        import shutil
+
+        shutil.rmtree(run_dir / STUDENTS_DIR, ignore_errors=True)
+    print(f"profiles done in {time.time() - t2:.1f}s", flush=True)
     meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
     _write_meta(run_dir, meta)
     report = build_report([run_dir])

@@ -77,8 +77,17 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    dev_every: int = Field(50, ge=0)  # dev-loss evaluation period in steps (learning curves); 0 = never
-    dev_examples: int = Field(200, ge=1)  # dev examples per evaluation (the first N of the dev split)
+    dev_every: int = Field(50, ge=0)  # dev evaluation period in steps (curves, selection); 0 = never
+    dev_examples: int = Field(200, ge=1)  # dev examples of the dev loss (the first N of the dev split)
+    # checkpoint selection (the paper's): keep the weights of the best dev evaluation — by the
+    # task's headline metric of greedy outputs for the first `dev_metric_examples` dev inputs
+    # (`dev_metric`), by the dev loss, or the last weights (`last`)
+    select: Literal["dev_metric", "dev_loss", "last"] = "dev_metric"
+    dev_metric_examples: int = Field(100, ge=1)
+    # token: mean over every target token of the batch; example: per-example mean over its
+    # tokens, then over the batch (KD4Gen's word-level KD)
+    loss_normalization: Literal["token", "example"] = "token"
+    checkpoint_every: int = Field(100, ge=0)  # steps between fault-tolerance checkpoints; 0 = none
 
 
 class TeacherSpec(Strict):
@@ -319,11 +328,25 @@ class PseudoTargetSpec(Strict):
     batch_size: int = Field(128, ge=1)
 
 
+class TeacherCacheSpec(Strict):
+    """The teacher cache (`bench/teacher_cache.py`): the teacher's top-`k` next-token log-probs
+    along fixed targets (gold, teacher PTs), computed once and shared by every trial; `off`
+    (in the spec: `teacher_cache: off`) runs the teacher online at every step instead."""
+
+    enabled: bool = True
+    k: int = Field(32, ge=1)
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    batch_size: int = Field(64, ge=1)
+
+
 class EvalSpec(Strict):
     """Test-set evaluation (quality) and cost profile of every teacher and student."""
 
     num_beams: int = Field(1, ge=1)  # decoding of the quality evaluation
     batch_size: int = Field(128, ge=1)
+    # cost profiles, after the grid, one model at a time: every task's teacher and the lowest seed
+    # of each student system (one_seed), every student (all), or none (off)
+    profile: Literal["one_seed", "all", "off"] = "one_seed"
     latency_examples: int = Field(32, ge=1)  # batch-1 latency (greedy and beam) over this many inputs
     profile_examples: int = Field(128, ge=1)  # throughput and peak memory over this many inputs
     profile_num_beams: int = Field(4, ge=1)  # beam width of the beam latency
@@ -337,6 +360,7 @@ class Resources(Strict):
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(0.99, gt=0)
     max_concurrent_trials: int | None = Field(None, ge=1)
+    max_failures: int = Field(1, ge=0)  # Train restarts of a failed worker group, from its last checkpoint
     stage_cpus: float | None = Field(None, gt=0)  # per task's stage job; default: CPUs / tasks
 
     @model_validator(mode="after")
@@ -363,9 +387,17 @@ class Spec(Strict):
     tokenizer: TokenizerSpec = TokenizerSpec()
     student_train: TrainSpec = TrainSpec()
     pseudo_targets: PseudoTargetSpec = PseudoTargetSpec()
+    teacher_cache: TeacherCacheSpec = TeacherCacheSpec()
     eval: EvalSpec = EvalSpec()
     resources: Resources = Resources()
     storage: Storage = Storage()
+
+    @field_validator("teacher_cache", mode="before")
+    @classmethod
+    def _cache_off(cls, v):
+        if v == "off" or v is False:
+            return {"enabled": False}
+        return v
 
     @field_validator("ratios")
     @classmethod

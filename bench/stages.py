@@ -1,38 +1,42 @@
 """Shared stages of one task, built once and reused by every trial and later runs:
-data → tokenizer → teacher → teacher pseudo-targets, plus the teacher's own evaluation.
+data → tokenizer → teacher → teacher pseudo-targets → teacher cache, plus the teacher's own
+evaluation.
 
 Each stage's output is content-addressed in the `ArtifactStore` by everything that
-determines it; `prepare_task` returns the hashes and paths that trials need.
+determines it (device and precision included); `prepare_task` returns the hashes and paths
+that trials need. Costs are not measured here: every model of a run is profiled after the
+grid, one at a time (`bench.profiling`).
 """
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
-from bench.cost import profile_model
 from bench.data import Lengths, encode, load_splits, save_splits
 from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
 from bench.distill.streams import Stream
-from bench.evaluate import decode, evaluate_model
+from bench.evaluate import decode, dev_set, evaluate_model, quality_settings
+from bench.flops import forward_flops, generation_flops
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
 from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_model, load_tokenizer, model_fingerprint
+from bench.seeding import seed_everything
 from bench.spec import Spec, TaskEntry
+from bench.teacher_cache import build_teacher_cache, cache_label
 from bench.tokenizer import train_tokenizer
 from tasks import Task
 
-STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 1, "pseudo_targets": 2, "teacher_eval": 2}
+STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
+                 "teacher_eval": 3}
 
 
 def pt_label(pt: PTSpec) -> str:
@@ -43,6 +47,20 @@ def pt_label(pt: PTSpec) -> str:
 def pt_specs_needed(spec: Spec) -> list[PTSpec]:
     """Every distinct teacher-PT set the spec's methods train on."""
     return list(dict.fromkeys(pt for m in spec.methods for pt in spec.method(m).pt_specs))
+
+
+def caches_needed(spec: Spec) -> list[tuple[str, float]]:
+    """(target set, temperature) of every teacher cache the spec's methods can read: `gold` or
+    a PT set's slug, for methods whose teacher terms are all word-level at one temperature."""
+    if not spec.teacher_cache.enabled:
+        return []
+    out = []
+    for name in spec.methods:
+        method = spec.method(name)
+        temps = method.cache_temperatures
+        if len(temps) == 1:
+            out += [(target, temps[0]) for target in method.cached_targets]
+    return list(dict.fromkeys(out))
 
 
 @dataclass
@@ -56,21 +74,21 @@ class TaskArtifacts:
     hashes: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
     build_seconds: dict[str, float] = field(default_factory=dict)
+    flops: dict[str, float] = field(default_factory=dict)  # compute spent building each artifact
+    notes: dict[str, str] = field(default_factory=dict)  # e.g. why an artifact was rebuilt
     teacher_eval: dict[str, Any] = field(default_factory=dict)
-    teacher_profile: dict[str, Any] = field(default_factory=dict)  # measured in this run
 
     def add(self, art: Artifact, label: str) -> Artifact:
         self.paths[label] = str(art.path)
         self.hashes[label] = art.hash
         self.reused[label] = art.reused
         self.build_seconds[label] = art.build_seconds
+        if art.rebuilt_because:
+            self.notes[label] = f"rebuilt: {art.rebuilt_because}"
+        meta = art.meta()
+        if "flops" in meta:
+            self.flops[label] = float(meta["flops"])
         return art
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def torch_device(spec: Spec):
@@ -97,6 +115,17 @@ def build_data(task: Task, entry: TaskEntry, out_dir: Path) -> None:
     (out_dir / "task.json").write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str))
 
 
+def _beam_groups(pts: list[PTSpec], num_beams: int) -> dict[int, int]:
+    """Beam width → the most PTs any set asks of a search at that width: one search serves every
+    beam PT set of the same width (the top-k of a search are the first k of its top-K)."""
+    out: dict[int, int] = {}
+    for pt in pts:
+        if pt.strategy == "beam":
+            width = pt.generate_kwargs(num_beams)["num_beams"]
+            out[width] = max(out.get(width, 0), pt.k)
+    return out
+
+
 def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[str], None] = print) -> TaskArtifacts:
     """Build (or reuse) every shared artifact of one task, in dependency order."""
     task = entry.task()  # the registered or custom task, with the entry's overrides
@@ -104,15 +133,20 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens), task.metric)
     device = torch_device(spec)
     amp = autocast_dtype(spec.resources.precision)
+    runtime = {"device": spec.resources.device, "precision": spec.resources.precision}
     if spec.resources.stage_cpus:
         torch.set_num_threads(max(1, int(spec.resources.stage_cpus)))
 
-    def stage(name: str, key: dict, build: Callable[[Path], None], label: str | None = None) -> Artifact:
+    def stage(name: str, key: dict, build: Callable[[Path], None], label: str | None = None,
+              extra_meta: Callable[[Path], dict] | None = None) -> Artifact:
         label = label or name
-        art = out.add(store.get_or_build(name, {"v": STAGE_VERSION[name], **key}, build), label)
+        art = out.add(store.get_or_build(name, {"v": STAGE_VERSION[name], **key}, build, extra_meta), label)
         if art.reused:
             built = art.meta().get("build_seconds", 0.0)
             say(f"[{entry.name}] {label}: reused cached {art.hash} (took {built:.0f}s when built); 0s now")
+        elif art.rebuilt_because:
+            say(f"[{entry.name}] {label}: stored copy was corrupt ({art.rebuilt_because}); rebuilt {art.hash} "
+                f"in {art.build_seconds:.1f}s")
         else:
             say(f"[{entry.name}] {label}: built {art.hash} in {art.build_seconds:.1f}s")
         return art
@@ -121,7 +155,6 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     data = stage("data", data_key(entry, task), lambda d: build_data(task, entry, d))
     splits = load_splits(data.path)
 
-    # tokenizer: trained on the students' training text only (never the teacher pool)
     # tokenizer: the pretrained teacher's own, or byte-level BPE trained on the students'
     # training text only (never the teacher pool)
     source = entry.teacher.source
@@ -139,16 +172,20 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     tok_art = stage("tokenizer", tok_key, build_tokenizer)
     tok = load_tokenizer(tok_art.path)
 
+    def encoded_inputs(split: str) -> list[list[int]]:
+        return encode(tok, splits.sources(split), out.lengths.max_source)
+
     # teacher: from scratch (or from a pretrained model) on labeled + the teacher-only pool, with
-    # a larger budget; a checkpoint is taken as it is
+    # a larger budget and the same dev selection as students; a checkpoint is taken as it is
     teacher_key = {"data": data.hash, "tokenizer": tok_art.hash, **entry.teacher.model_dump(exclude_none=True),
-                   "from": model_fingerprint(source), "seed": entry.data_seed, "lengths": asdict(out.lengths)}
+                   "from": model_fingerprint(source), "seed": entry.data_seed, "lengths": asdict(out.lengths),
+                   **runtime}
 
     def build_teacher(d: Path) -> None:
         seed_everything(entry.data_seed)
         if entry.teacher.checkpoint:
             model = load_model(entry.teacher.checkpoint, "teacher checkpoint")
-            stats = {"steps": 0, "train_seconds": 0.0, "checkpoint": entry.teacher.checkpoint}
+            stats = {"steps": 0, "train_seconds": 0.0, "checkpoint": entry.teacher.checkpoint, "curve": []}
             say(f"[{entry.name}] teacher: checkpoint {entry.teacher.checkpoint} used as is (no training)")
         else:
             model = load_model(source, "pretrained teacher") if source else \
@@ -158,19 +195,27 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
             inputs = encode(tok, [r["source"] for r in rows], out.lengths.max_source)
             targets = encode(tok, [r["target"] for r in rows], out.lengths.max_target, add_eos=False)
             stream = Stream(Source("gold"), inputs, [[t] for t in targets], seed=entry.data_seed)
-            steps = entry.teacher.train.steps
+            tspec = entry.teacher.train
             stats = train(
-                model, [stream], [(CrossEntropy(entry.teacher.train.label_smoothing), 1.0)],
-                entry.teacher.train, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                model, [stream], [(CrossEntropy(tspec.label_smoothing, tspec.loss_normalization), 1.0)],
+                tspec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                 max_target=out.lengths.max_target, device=device, autocast_dtype=amp,
-                log_every=max(1, steps // 5),
-                log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{steps} loss {m['loss']:.3f}"),
+                dev=dev_set(tok, splits.splits["dev"], out.lengths, tspec, task.metric) if tspec.dev_every else None,
+                seed=entry.data_seed, log_every=max(1, tspec.steps // 5),
+                log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{tspec.steps} loss {m['loss']:.3f}"
+                                  + (f", dev loss {m['dev_loss']:.3f}" if "dev_loss" in m else "")),
             )
+            stats["compute"] = {"student_forward": forward_flops(model.config, stats["source_tokens"],
+                                                                 stats["target_tokens"], stats["rows"])}
+            stats["compute"]["student_backward"] = 2 * stats["compute"]["student_forward"]
+            stats["compute"]["total"] = 3 * stats["compute"]["student_forward"]
         model.save_pretrained(str(d))
         tok.save_pretrained(str(d))
         (d / "train_stats.json").write_text(json.dumps(stats, indent=2))
 
-    teacher_art = stage("teacher", teacher_key, build_teacher)
+    teacher_art = stage("teacher", teacher_key, build_teacher,
+                        extra_meta=lambda d: {"flops": json.loads((d / "train_stats.json").read_text())
+                                              .get("compute", {}).get("total", 0.0)})
     teacher = None
 
     def load_teacher():
@@ -180,49 +225,96 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
         return teacher
 
     # teacher pseudo-targets for every labeled and unlabeled input, one set per PT spec needed
-    def build_pts(pt: PTSpec, d: Path) -> None:
+    num_beams = spec.pseudo_targets.num_beams
+    needed = pt_specs_needed(spec)
+    widths = _beam_groups(needed, num_beams)
+    searches: dict[int, tuple[dict, dict]] = {}  # beam width → the widest search's PTs and cost
+
+    def generate(pt: PTSpec) -> tuple[dict[str, list[list[str]]], dict[str, float]]:
+        gen = pt.generate_kwargs(num_beams)
+        k = widths.get(gen.get("num_beams"), pt.k) if pt.strategy == "beam" else pt.k
+        if pt.strategy == "beam" and gen["num_beams"] in searches:  # the cost of the search it came from
+            found, cost = searches[gen["num_beams"]]
+            return {s: [c[:pt.k] for c in v] for s, v in found.items()}, {**cost, "shared_search": True}
         model = load_teacher()
-        gen = pt.generate_kwargs(spec.pseudo_targets.num_beams)
         torch.manual_seed(entry.data_seed)
-        pts = {}
+        pts, cost = {}, {"sources": 0, "source_tokens": 0, "generated_tokens": 0}
         for split in ("labeled", "unlabeled"):
-            srcs = encode(tok, splits.sources(split), out.lengths.max_source)
+            srcs = encoded_inputs(split)
             with autocast(amp, device):
                 outs = generate_ids(
                     model, srcs, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
-                    max_new_tokens=out.lengths.max_target, num_return_sequences=pt.k,
-                    batch_size=max(1, spec.pseudo_targets.batch_size // pt.k), device=device, **gen)
+                    max_new_tokens=out.lengths.max_target, num_return_sequences=k,
+                    batch_size=max(1, spec.pseudo_targets.batch_size // k), device=device, **gen)
             pts[split] = [decode(tok, o) for o in outs]
-        (d / "pseudo_targets.json").write_text(json.dumps(pts, ensure_ascii=False))
+            cost["sources"] += len(srcs)
+            cost["source_tokens"] += sum(map(len, srcs))
+            cost["generated_tokens"] += sum(len(x) + 1 for o in outs for x in o)
+        beams = gen.get("num_beams", 1)
+        flops = generation_flops(model.config, cost["sources"], cost["source_tokens"], cost["generated_tokens"] / k,
+                                 beams=beams)
+        cost = {"flops": flops, **cost, "beams": beams}
+        if pt.strategy == "beam":
+            searches[gen["num_beams"]] = (pts, cost)
+        return {s: [c[:pt.k] for c in v] for s, v in pts.items()}, cost
 
-    for pt in pt_specs_needed(spec):
-        key = {"teacher": teacher_art.hash, "data": data.hash, "pts": asdict(pt),
-               "num_beams": spec.pseudo_targets.num_beams, "seed": entry.data_seed}
-        stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt_label(pt))
+    def build_pts(pt: PTSpec, d: Path) -> None:
+        pts, cost = generate(pt)
+        (d / "pseudo_targets.json").write_text(json.dumps(pts, ensure_ascii=False))
+        (d / "generation.json").write_text(json.dumps(cost))
+
+    # the widest beam search at each width first, so narrower sets at that width reuse it
+    order = sorted(needed, key=lambda p: (p.strategy != "beam", -p.k))
+    pt_arts: dict[PTSpec, Artifact] = {}
+    for pt in order:
+        key = {"teacher": teacher_art.hash, "data": data.hash, "pts": asdict(pt), "num_beams": num_beams,
+               "seed": entry.data_seed, **runtime}
+        pt_arts[pt] = stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt_label(pt),
+                            extra_meta=lambda d: {"flops": json.loads((d / "generation.json").read_text()).get("flops", 0.0)})
+
+    # teacher caches: top-k teacher distributions along gold targets and teacher PTs
+    gold_targets = encode(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target, add_eos=False)
+    by_slug = {pt.slug: pt for pt in needed}
+    cache_spec = spec.teacher_cache
+
+    def target_set(name: str) -> dict[str, tuple[list, list]]:
+        if name == "gold":
+            return {"labeled": (encoded_inputs("labeled"), [[t] for t in gold_targets])}
+        pts = json.loads((pt_arts[by_slug[name]].path / "pseudo_targets.json").read_text())
+        return {s: (encoded_inputs(s), [encode(tok, c, out.lengths.max_target, add_eos=False) for c in pts[s]])
+                for s in ("labeled", "unlabeled")}
+
+    def build_cache(name: str, temperature: float, d: Path) -> None:
+        sets = {name: target_set(name)}
+        index = build_teacher_cache(d, load_teacher(), sets, k=cache_spec.k, temperature=temperature,
+                                    dtype=cache_spec.dtype, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                                    max_target=out.lengths.max_target, device=device,
+                                    batch_size=cache_spec.batch_size, amp=amp)
+        rows = sum(len(v[1]) * len(v[1][0]) for v in sets[name].values() if v[1])
+        src = sum(len(x) * len(c) for v in sets[name].values() for x, c in zip(*v))
+        tgt = sum(min(len(t), out.lengths.max_target - 1) + 1 for v in sets[name].values() for c in v[1] for t in c)
+        index["flops"] = forward_flops(load_teacher().config, src, tgt, rows)
+        (d / "cost.json").write_text(json.dumps({"flops": index["flops"]}))
+
+    for name, temperature in caches_needed(spec):
+        target_hash = "gold" if name == "gold" else pt_arts[by_slug[name]].hash
+        key = {"teacher": teacher_art.hash, "data": data.hash, "tokenizer": tok_art.hash, "targets": name,
+               "targets_hash": target_hash, "temperature": temperature, **cache_spec.model_dump(exclude={"enabled"}),
+               "lengths": asdict(out.lengths), **runtime}
+        stage("teacher_cache", key, lambda d, n=name, t=temperature: build_cache(n, t, d),
+              label=cache_label(name, temperature),
+              extra_meta=lambda d: json.loads((d / "cost.json").read_text()))
 
     # the teacher's own test-set row (evaluated once per task)
     def build_teacher_eval(d: Path) -> None:
         with autocast(amp, device):
             metrics = evaluate_model(load_teacher(), tok, splits.splits["test"], out.lengths, device=device,
-                                     **spec.eval.model_dump())
+                                     **quality_settings(spec.eval.model_dump()))
         metrics["train"] = json.loads((teacher_art.path / "train_stats.json").read_text())
         (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    ev = stage("teacher_eval", {"teacher": teacher_art.hash, "data": data.hash, **spec.eval.model_dump(),
-                                "device": spec.resources.device}, build_teacher_eval)
+    ev = stage("teacher_eval", {"teacher": teacher_art.hash, "data": data.hash,
+                                **quality_settings(spec.eval.model_dump()), **runtime}, build_teacher_eval)
     out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
-
-    # the teacher's costs are measured again in every run (never cached), so that teacher and
-    # students are profiled on the same hardware in the same run
-    test_sources = encode(tok, splits.sources("test")[: spec.eval.profile_examples], out.lengths.max_source)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, round(spec.resources.cpus_per_worker)))  # as many threads as a student gets
-    with autocast(amp, device):
-        out.teacher_profile = profile_model(
-            load_teacher(), tok, test_sources, device=device, num_beams=spec.eval.profile_num_beams,
-            batch_size=spec.eval.batch_size, latency_examples=spec.eval.latency_examples,
-            max_new_tokens=out.lengths.max_target)
-    torch.set_num_threads(threads)
-    say(f"[{entry.name}] teacher profiled: {out.teacher_profile['latency_greedy_ms']:.1f} ms/example "
-        f"(greedy, batch 1), {out.teacher_profile['throughput_eps']:.1f} examples/s")
     return out
+

@@ -31,7 +31,7 @@ def tiny_spec_dict(tasks=("d2t",), methods=("ft", "word_kd", "seq_kd", "joint_te
         "methods": list(methods),
         "seeds": [0],
         "tokenizer": {"vocab_size": 300},
-        "student_train": {"steps": 3, "batch_size": 4, "lr": 0.003, "warmup_steps": 1},
+        "student_train": {"steps": 4, "batch_size": 4, "lr": 0.003, "warmup_steps": 1},
         "pseudo_targets": {"num_beams": 2, "batch_size": 32},
         "eval": {"num_beams": 1, "batch_size": 8, "latency_examples": 2},
     }

@@ -5,14 +5,12 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from bench.trial import distill
+from bench.trial import distill, worker_config
 
 
 def _cfg(spec, art, method):
-    return {"task": "d2t", "method": method, "ratio": 2.0, "seed": 0, "student_init": "random",
-            "custom_methods": [], "paths": art.paths,
-            "lengths": dataclasses.asdict(art.lengths), "train": spec.student_train.model_dump(),
-            "eval": spec.eval.model_dump(), "device": "cpu", "precision": "fp32", "cpus_per_worker": 1}
+    return worker_config(spec.model_dump(mode="json"), dataclasses.asdict(art), task="d2t", method=method,
+                         ratio=2.0, seed=0)
 
 
 @pytest.mark.parametrize("method", ["ft", "word_kd", "seq_kd", "joint_teaching"])
@@ -22,8 +20,14 @@ def test_each_method_trains_and_evaluates(tiny_artifacts, method):
     assert 0 <= out["bleu"] <= 100 and 0 <= out["chrf"] <= 100
     assert abs(out["realized_ratio"] - 2.0) <= 0.2
     assert out["train"]["steps"] == spec.student_train.steps
-    uses_teacher = method in ("word_kd", "joint_teaching")
-    assert (out["train"]["teacher_forwards"] > 0) == uses_teacher
+    train = out["train"]
+    # the teacher cache serves fixed targets (gold, teacher PTs); only student PTs need the teacher online
+    assert (train["cached_teacher_rows"] > 0) == (method in ("word_kd", "joint_teaching"))
+    assert (train["teacher_forwards"] > 0) == (method == "joint_teaching")
+    assert (out["teacher_cache"] is not None) == (method in ("word_kd", "joint_teaching"))
+    assert out["compute"]["total"] > out["compute"]["student_forward"] > 0
+    assert (out["compute"]["student_generation"] > 0) == (method == "joint_teaching")
+    assert out["selection"]["metric"] == "dev_bleu" and out["selection"]["selected_step"] >= 1
     assert (out["train"]["student_generated_tokens"] > 0) == (method == "joint_teaching")
 
 
@@ -130,7 +134,7 @@ def test_distillm_trains_with_skew_kl_and_records_its_schedule(tiny_artifacts):
     spec, art, _ = tiny_artifacts
     out = distill(_cfg(spec, art, "distillm"), 0, 1, torch.device("cpu"))
     train = out["train"]
-    assert train["teacher_forwards"] > 0 and 0 <= out["bleu"] <= 100
+    assert train["cached_teacher_rows"] > 0 and 0 <= out["bleu"] <= 100  # teacher PTs come from the cache
     assert train["sgo_prob_history"][0] == 0.0  # φ starts at 0 ...
     assert len(train["curve"]) >= 2  # ... and adapts to dev losses measured during training
     # φ = 0 until the dev loss rises: every step so far trained on the teacher's PTs

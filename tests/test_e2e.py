@@ -45,7 +45,7 @@ def test_every_preset_in_one_grid_then_resume(tmp_path, ray_session, capsys):
         assert 0 <= r["bleu"] <= 100 and r["params"] < teacher[0]["params"]
         assert r["student_init"] == "random" and "|random|" in r["trial_key"]
         assert set(r["artifacts"]) >= {"data", "tokenizer", "teacher"}
-        assert r["versions"]["torch"] and r["config"]["train"]["steps"] == 3
+        assert r["versions"]["torch"] and r["config"]["train"]["steps"] == 4
         assert r["metrics"]["relative"]["compression_params"] > 1 and r["metrics"]["train"]["curve"]
         hyps = json.loads((run_dir / r["outputs_file"]).read_text())["hypotheses"]
         assert len(hyps) == len(json.loads((run_dir / "references" / "d2t.json").read_text()))
@@ -86,7 +86,7 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
     assert rows["teacher"]["status"] == "ok" and rows["teacher"]["task"] == "headlines"
     ok = rows["random"]
     assert ok["status"] == "ok", ok.get("error")
-    assert ok["config"]["train"]["steps"] == 3 and ok["metrics"]["train"]["steps"] == 3
+    assert ok["config"]["train"]["steps"] == 4 and ok["metrics"]["train"]["steps"] == 4
     assert 0 <= ok["metrics"]["rougeL"] <= 100 and ok["metrics"]["headline"] == "rougeL"
     from bench.pretrained import load_model
 

@@ -9,7 +9,8 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from bench.data import Lengths, encode
-from bench.evaluate import bertscore, decode, dev_loss, evaluate_model, rouge, score
+from bench.distill.loop import dev_loss
+from bench.evaluate import bertscore, decode, dev_pairs, evaluate_model, rouge, score
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
 from bench.spec import ModelSpec
@@ -84,7 +85,7 @@ def test_score_rejects_misaligned_or_empty_references():
 
 
 def test_evaluate_model_returns_aligned_hypotheses_and_settings(model, tok):
-    m = evaluate_model(model, tok, ROWS, LENGTHS, num_beams=2, batch_size=4, latency_examples=2, device="cpu")
+    m = evaluate_model(model, tok, ROWS, LENGTHS, num_beams=2, batch_size=4, device="cpu")
     sources = encode(tok, [r["source"] for r in ROWS], LENGTHS.max_source)
     expected = decode(tok, [o[0] for o in generate_ids(model, sources, pad_id=tok.pad_token_id,
                                                         eos_id=tok.eos_token_id, max_new_tokens=10,
@@ -94,7 +95,7 @@ def test_evaluate_model_returns_aligned_hypotheses_and_settings(model, tok):
     for key in ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "ter_signature", "rouge_signature"):
         assert m[key] == again[key]
     assert (m["eval_num_beams"], m["eval_batch_size"], m["max_new_tokens"]) == (2, 4, 10)
-    assert m["latency_ms"] > 0 and m["params"] == sum(p.numel() for p in model.parameters())
+    assert "latency_ms" not in m  # costs are profiled separately, one model at a time
     assert [s["output"] for s in m["samples"]] == expected[:5]
     assert not any(k.startswith("bertscore") for k in m)  # off by default
 
@@ -103,7 +104,8 @@ def test_dev_loss_equals_per_example_cross_entropy(model, tok):
     rows = [{"source": ROWS[0]["source"], "target": "The Eagle serves French food."},
             *ROWS[1:5]]  # the rest use their first reference
     model.train()
-    got = dev_loss(model, tok, rows, LENGTHS, batch_size=2, device="cpu")
+    got = dev_loss(model, dev_pairs(tok, rows, LENGTHS), pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                   max_target=LENGTHS.max_target, device="cpu", batch_size=2)
     assert model.training  # mode restored
     model.eval()
     start = model.config.decoder_start_token_id
@@ -127,7 +129,7 @@ def test_bertscore_without_local_model_names_the_path(tmp_path, model, tok):
         bertscore(HYPS, REFS, missing)
     assert "huggingface-cli download" in str(err.value)
     with pytest.raises(FileNotFoundError, match="BERTScore model"):  # before any generation
-        evaluate_model(model, tok, ROWS, LENGTHS, num_beams=1, batch_size=4, latency_examples=1, device="cpu",
+        evaluate_model(model, tok, ROWS, LENGTHS, num_beams=1, batch_size=4, device="cpu",
                        bertscore_model=str(missing))
 
 

@@ -35,14 +35,24 @@ def test_interim_reports_as_trials_finish_throttled_and_never_fatal(capsys):
     progress = TrialProgress(total=4, on_progress=build, report_every=60)
     trial = SimpleNamespace(config={"task": "d2t", "ratio": 4, "method": "ft", "seed": 0, "student_init": "random"})
     ok = {"status": "ok", "bleu": 20.0, "chrf": 40.0, "params": 1000, "realized_ratio": 4.0, "headline": "bleu"}
-    progress.on_trial_result(0, [], trial, ok)  # first finished trial: a report at once
+    progress.on_trial_result(0, [], trial, ok)  # first finished trial: a report at once (in a thread)
+    progress.wait()
     progress.on_trial_result(0, [], trial, ok)  # within the period: none
+    progress.wait()
     assert built == [0]
     progress.last_report -= 61
     progress.on_trial_result(0, [], trial, {"status": "error", "error": "boom"})  # fails: printed, not raised
+    progress.wait()
     progress.last_report -= 61
     progress.on_trial_result(0, [], trial, ok)  # the last trial: the final report is the runner's
+    progress.wait()
+    # a running trial's intermediate report is a progress line, not a finished trial
+    progress.on_trial_result(0, [], SimpleNamespace(trial_id="t1", config=trial.config),
+                             {"step": 100, "total_steps": 400, "loss": 2.5, "dev_loss": 2.9, "dev_metric": 11.0,
+                              "selected_step": 100, "train_seconds": 30.0})
     out = capsys.readouterr().out
+    assert "[running] d2t r=4 ft seed=0: step 100/400 · loss 2.500 · dev loss 2.900 · dev metric 11.00" in out
+    assert "ETA 90s" in out and progress.done == 4
     assert built == [0, 1]
     assert "interim report (1/4 trials): /runs/x/report/report.html" in out
     assert "interim report not written: RuntimeError: disk full" in out and "[trial 4/4" in out

@@ -48,12 +48,45 @@ def _run(auto_scale):
     return stats, logs
 
 
-def test_auto_scaling_makes_every_term_start_at_its_weight():
-    stats, logs = _run(auto_scale=True)
-    assert logs[0]["loss"] == pytest.approx(2.0, rel=1e-5)  # two terms, each scaled to 1 at step 0
-    assert all(s != 1.0 for s in stats["loss_scales"])
-    plain, plain_logs = _run(auto_scale=False)
-    assert plain["loss_scales"] == [1.0, 1.0] and plain_logs[0]["loss"] != pytest.approx(2.0, rel=1e-3)
+def test_auto_scaling_divides_each_term_by_its_mean_over_the_first_batches_in_eval_mode():
+    """KD4Gen's recipe: scale = 1 / max(mean of the term over the first N batches, floor),
+    measured with both models in eval mode before any update; training then sees the same
+    batches as without calibration."""
+    from bench.distill.loop import TrainingRun
+    from bench.distill.methods import AutoScale
+
+    inputs = [[5 + i % 7, 6, 2] for i in range(16)]
+    targets = [[[9, 10 + i % 5]] for i in range(16)]
+    stream = Stream(Source("gold"), inputs, targets, seed=0)
+    stream.set_block(4)
+    batches = [stream.take(4) for _ in range(3)]
+    student, teacher = _model().eval(), _model(1).eval()
+    terms = [CrossEntropy(), ForwardKL()]
+    from bench.generation import labels_from_targets, pad_batch
+    from bench.lm import forward_logits
+
+    sums = [0.0, 0.0]
+    with torch.no_grad():
+        for ex in batches:
+            ids, mask = pad_batch([e.source for e in ex], 0, "cpu")
+            labels = labels_from_targets([e.target for e in ex], 2, 6, "cpu")
+            s = forward_logits(student, ids, mask, labels, pad_id=0, sep_id=2)
+            t = forward_logits(teacher, ids, mask, labels, pad_id=0, sep_id=2)
+            sums[0] += terms[0](s, labels).item()
+            sums[1] += terms[1](s, labels, t).item()
+    expected = [1 / max(v / 3, 0.025) for v in sums]
+    run = TrainingRun(_model(), [Stream(Source("gold"), inputs, targets, seed=0)],
+                      [(t, 1.0) for t in terms], TrainSpec(steps=2, batch_size=4, warmup_steps=1),
+                      pad_id=0, eos_id=2, max_target=6, device="cpu", teacher=teacher,
+                      auto_scale=AutoScale(batches=3))
+    stats = run.run()
+    assert stats["loss_scales"] == pytest.approx(expected, rel=1e-5)
+    plain = TrainingRun(_model(), [Stream(Source("gold"), inputs, targets, seed=0)],
+                        [(t, 1.0) for t in terms], TrainSpec(steps=2, batch_size=4, warmup_steps=1),
+                        pad_id=0, eos_id=2, max_target=6, device="cpu", teacher=teacher)
+    assert plain.run()["loss_scales"] == [1.0, 1.0]
+    # calibration puts the data state back: training drew exactly the batches it draws without it
+    assert run.streams[0].state_dict() == plain.streams[0].state_dict()
 
 
 def _pairs(n=16):
@@ -90,6 +123,7 @@ def test_learning_curve_has_a_dev_loss_at_start_every_period_and_end():
                   dev=list(zip(inputs, targets)))
     assert [c["step"] for c in stats["curve"]] == [0, 2, 4, 5]
     assert stats["curve"][0]["loss"] is None and all(c["loss"] > 0 for c in stats["curve"][1:])
+    assert stats["selection"]["metric"] == "dev_loss"  # no dev metric given: selected by dev loss
     assert stats["curve"][-1]["dev_loss"] < stats["curve"][0]["dev_loss"]  # it learns the dev targets
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 from bench.data import load_splits
 from bench.stages import prepare_task
 
-STAGES = ["data", "tokenizer", "teacher", "pseudo_targets/beam-k1", "teacher_eval"]
+STAGES = ["data", "tokenizer", "teacher", "pseudo_targets/beam-k1", "teacher_cache/gold-t1",
+          "teacher_cache/beam-k1-t1", "teacher_eval"]
 
 
 def test_all_stages_built(tiny_artifacts):
@@ -21,8 +22,10 @@ def test_all_stages_built(tiny_artifacts):
     assert len(pts["labeled"]) == sizes.labeled and len(pts["unlabeled"]) == sizes.unlabeled
     assert all(len(cands) == 1 and isinstance(cands[0], str) for cands in pts["unlabeled"])
     ev = art.teacher_eval
-    assert 0 <= ev["bleu"] <= 100 and ev["params"] > 0 and ev["latency_ms"] > 0
-    assert ev["bleu_signature"].startswith("nrefs:2")
+    assert 0 <= ev["bleu"] <= 100 and ev["bleu_signature"].startswith("nrefs:2")
+    curve = ev["train"]["curve"]  # the teacher's learning curve and dev selection are recorded
+    assert curve[0]["step"] == 0 and curve[-1]["step"] == spec.tasks[0].teacher.train.steps
+    assert ev["train"]["selection"]["metric"] == "dev_bleu" and ev["train"]["compute"]["total"] > 0
 
 
 def test_second_prepare_reuses_everything(tiny_artifacts):
@@ -31,6 +34,13 @@ def test_second_prepare_reuses_everything(tiny_artifacts):
     again = prepare_task(spec, spec.tasks[0], str(root), say=messages.append)
     assert all(again.reused.values()) and again.hashes == first.hashes
     assert all(again.build_seconds[s] == 0.0 for s in STAGES)
+    assert art_flops_recorded(again)
+
+
+def art_flops_recorded(art) -> bool:
+    """Building PTs, the cache and the teacher cost compute that trials count in full."""
+    return all(art.flops.get(label, 0) > 0 for label in ("teacher", "pseudo_targets/beam-k1",
+                                                            "teacher_cache/gold-t1"))
     assert any("teacher: reused cached" in m for m in messages)
 
 
@@ -42,3 +52,42 @@ def test_changed_teacher_budget_rebuilds_only_downstream(tiny_artifacts, tmp_pat
     assert changed.reused["data"] and changed.reused["tokenizer"]
     assert not changed.reused["teacher"] and not changed.reused["pseudo_targets/beam-k1"]
     assert changed.hashes["teacher"] != first.hashes["teacher"]
+
+
+def test_a_corrupted_artifact_is_detected_and_rebuilt(tiny_artifacts, tmp_path):
+    """64 KiB of the teacher's weights zeroed on disk: the checksum catches it, the teacher is
+    rebuilt (identically: same seed, same machine) and everything downstream stays valid."""
+    import shutil
+
+    spec, first, root = tiny_artifacts
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    weights = Path(first.paths["teacher"].replace(str(root), str(copy))) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[1000:1000 + 65536] = bytes(min(65536, len(data) - 1000))
+    weights.write_bytes(bytes(data))
+    messages = []
+    again = prepare_task(spec, spec.tasks[0], str(copy), say=messages.append)
+    assert not again.reused["teacher"] and "model.safetensors does not match its checksum" in again.notes["teacher"]
+    assert any("stored copy was corrupt" in m for m in messages)
+    assert again.hashes == first.hashes and again.reused["pseudo_targets/beam-k1"]
+    from bench.artifacts import verify
+
+    verify(Path(again.paths["teacher"]))  # the rebuilt copy passes
+
+
+def test_one_beam_search_serves_every_beam_pt_set_of_its_width(tmp_path):
+    from bench.spec import parse_spec
+    from tests.conftest import tiny_spec_dict
+
+    data = tiny_spec_dict(methods=["seq_kd", "seq_kd_multi"])
+    data["pseudo_targets"] = {"num_beams": 4, "batch_size": 32}
+    data["teacher_cache"] = "off"
+    spec = parse_spec(data)
+    art = prepare_task(spec, spec.tasks[0], str(tmp_path), say=lambda m: None)
+    one = json.loads((Path(art.paths["pseudo_targets/beam-k1"]) / "pseudo_targets.json").read_text())
+    four = json.loads((Path(art.paths["pseudo_targets/beam-k4"]) / "pseudo_targets.json").read_text())
+    assert all(a == b[:1] for a, b in zip(one["unlabeled"], four["unlabeled"]))
+    meta = json.loads((Path(art.paths["pseudo_targets/beam-k1"]) / "generation.json").read_text())
+    assert meta["shared_search"] and art.flops["pseudo_targets/beam-k1"] == art.flops["pseudo_targets/beam-k4"] > 0
+    assert not any(k.startswith("teacher_cache/") for k in art.paths)  # `teacher_cache: off`

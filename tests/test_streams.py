@@ -14,14 +14,35 @@ def test_rotation_visits_every_pseudo_target():
     inputs = [[i] for i in range(3)]
     targets = [[[i, k] for k in range(4)] for i in range(3)]  # 4 PTs per input
     stream = Stream(Source("teacher_pt", ("labeled", "unlabeled")), inputs, targets, seed=0)
-    seen = {(x[0], tuple(y)) for x, y in stream.take(3 * 4)}
+    seen = {(x[0], tuple(y)) for x, y, _ in stream.take(3 * 4)}
     assert seen == {(i, (i, k)) for i in range(3) for k in range(4)}
+
+
+def test_pts_are_counted_per_visit_of_an_input_not_per_epoch():
+    """Restarting an epoch (a batch share changed) must not hand an input the same PT again:
+    the n-th visit of an input takes its PT n mod K, and the stream reports how many distinct
+    PTs each input received."""
+    inputs = [[i] for i in range(6)]
+    targets = [[[i, k] for k in range(3)] for i in range(6)]
+    stream = Stream(Source("teacher_pt", ("labeled", "unlabeled")), inputs, targets, seed=0)
+    got: dict[int, list[int]] = {}
+    for round_ in range(5):
+        for e in stream.take(4):  # never a whole epoch before the order restarts
+            got.setdefault(e.source[0], []).append(e.target[1])
+            assert e.key == ("", e.source[0], e.target[1])
+        stream.set_block(2 if round_ % 2 else 3)
+    for i, pts in got.items():
+        assert pts == [v % 3 for v in range(len(pts))], (i, pts)  # in turn: 0, 1, 2, 0, ...
+    visits = stream.pt_visits()
+    counts = [len(got.get(i, [])) for i in range(6)]
+    assert visits["k"] == 3 and visits["distinct_max"] == min(3, max(counts))
+    assert visits["distinct_mean"] == sum(min(3, c) for c in counts) / 6
 
 
 def test_each_epoch_is_a_permutation():
     stream = Stream(Source("gold"), [[i] for i in range(10)], [[[i]] for i in range(10)], seed=1)
     for _ in range(3):
-        assert sorted(x[0] for x, _ in stream.take(10)) == list(range(10))
+        assert sorted(e.source[0] for e in stream.take(10)) == list(range(10))
 
 
 def test_joint_teaching_streams():
@@ -48,8 +69,8 @@ def test_length_grouping_keeps_every_example_and_groups_lengths():
     stream = Stream(Source("gold"), inputs, [[[2]] for _ in inputs], seed=3)
     stream.set_block(8)
     taken = [stream.take(8) for _ in range(50)]
-    assert sorted(len(x) for b in taken for x, _ in b) == sorted(len(x) for x in inputs)
-    spread = sum(max(len(x) for x, _ in b) - min(len(x) for x, _ in b) for b in taken) / len(taken)
+    assert sorted(len(e.source) for b in taken for e in b) == sorted(len(x) for x in inputs)
+    spread = sum(max(len(e.source) for e in b) - min(len(e.source) for e in b) for b in taken) / len(taken)
     assert spread < 10  # random batches of 8 from 1..60 spread ~45 on average
 
 

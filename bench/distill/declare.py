@@ -22,10 +22,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bench.distill.methods import METHODS, LossTerm, Method, PTSpec, Source, get_method
-from bench.distill.schedule import AdaptiveSGO, Replay, StaticMix
+from bench.distill.methods import METHODS, AutoScale, LossTerm, Method, PTSpec, Source, get_method
+from bench.distill.schedule import AdaptiveSGO, Alternate, Replay, StaticMix
 
-SCHEDULES = {"static": StaticMix, "adaptive_sgo": AdaptiveSGO}
+SCHEDULES = {"static": StaticMix, "adaptive_sgo": AdaptiveSGO, "alternate": Alternate}
 
 
 def _build(cls, data: Any, where: str, convert: dict[str, Any] | None = None):
@@ -60,6 +60,19 @@ def _schedule(data: Any, where: str):
     return _build(SCHEDULES[data["kind"]], {k: v for k, v in data.items() if k != "kind"}, where)
 
 
+def _auto_scale(data: Any, where: str) -> AutoScale | None:
+    """`auto_scale: true` (KD4Gen's defaults), `false`/null, or {batches, floor}."""
+    if data is None or data is False:
+        return None
+    if data is True:
+        return AutoScale()
+    return _build(AutoScale, data, where)
+
+
+def _loss(data: Any, where: str) -> LossTerm:
+    return _build(LossTerm, data, where, {"sites": lambda v, w: tuple(v) if isinstance(v, list) else v})
+
+
 def method_from_dict(data: Any, where: str = "custom_methods") -> Method:
     """A `Method` from its YAML form (see the module docstring)."""
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
@@ -72,8 +85,9 @@ def method_from_dict(data: Any, where: str = "custom_methods") -> Method:
             raise ValueError(f"{where}.{key}: a non-empty list is required")
     return _build(Method, {"description": "", **data}, where, {
         "sources": lambda v, w: tuple(_source(s, f"{w}[{i}]") for i, s in enumerate(v)),
-        "losses": lambda v, w: tuple(_build(LossTerm, t, f"{w}[{i}]") for i, t in enumerate(v)),
+        "losses": lambda v, w: tuple(_loss(t, f"{w}[{i}]") for i, t in enumerate(v)),
         "schedule": _schedule,
+        "auto_scale": _auto_scale,
     })
 
 

@@ -1,24 +1,52 @@
-"""Loss terms. Each is a small module over student logits, labels and (optionally) teacher logits.
+"""Loss terms. Each is a small module over student logits, labels and (optionally) the teacher's
+next-token distributions.
 
-Shapes: logits (B, T, V); labels (B, T) with `IGNORE_INDEX` at padding. Every term averages
-over the non-ignored target tokens of the batch (one normalisation rule for all terms).
+Shapes: logits (B, T, V); labels (B, T) with `IGNORE_INDEX` at padding. Every token-level term
+computes one value per target position and reduces them with the same rule (`reduce_tokens`):
+`token` — the mean over all non-ignored target tokens of the batch — or `example` — each
+example's mean over its tokens, then the mean over examples (KD4Gen's word-level KD; short
+targets then weigh as much as long ones).
+
+The teacher's distributions come either as dense logits computed now (a (B, T, V) tensor) or
+as `TeacherOutputs`, whose rows may come from the teacher cache (`SparseTopK`: the top-k
+log-probs and the tail mass of every position, `bench.teacher_cache`).
 """
 from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 IGNORE_INDEX = -100
+NORMALIZATIONS = ("token", "example")
+# A log-probability of "no mass" that stays finite, so that 0 · (log 0 − log x) terms and their
+# gradients are 0 rather than NaN in every divergence (exp(NEG) == 0 in float32).
+NEG = -1e30
 
 
-def _token_mean(per_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean of a (B, T) tensor over positions whose label is not ignored."""
+def reduce_tokens(per_token: torch.Tensor, labels: torch.Tensor, normalization: str = "token") -> torch.Tensor:
+    """Reduce a (B, T) tensor over the positions whose label is not ignored: `token` = mean over
+    every such position of the batch; `example` = per-example mean, then mean over the examples
+    that have at least one target token."""
     mask = labels.ne(IGNORE_INDEX)
-    return (per_token * mask).sum() / mask.sum().clamp_min(1)
+    if normalization == "token":
+        return (per_token * mask).sum() / mask.sum().clamp_min(1)
+    if normalization != "example":
+        raise ValueError(f"unknown loss normalization {normalization!r}; allowed: {', '.join(NORMALIZATIONS)}")
+    counts = mask.sum(1)
+    per_example = (per_token * mask).sum(1) / counts.clamp_min(1)
+    has = counts > 0
+    return per_example[has].mean() if bool(has.any()) else (per_token * mask).sum()
+
+
+def _check_normalization(normalization: str) -> str:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown loss normalization {normalization!r}; allowed: {', '.join(NORMALIZATIONS)}")
+    return normalization
 
 
 class CrossEntropy(nn.Module):
@@ -26,11 +54,12 @@ class CrossEntropy(nn.Module):
 
     needs_teacher = False
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0, normalization: str = "token"):
         super().__init__()
         self.label_smoothing = label_smoothing
+        self.normalization = _check_normalization(normalization)
 
-    def forward(self, student_logits, labels, teacher_logits=None):
+    def forward(self, student_logits, labels, teacher=None):
         per_token = F.cross_entropy(
             student_logits.transpose(1, 2).float(),
             labels,
@@ -38,7 +67,58 @@ class CrossEntropy(nn.Module):
             reduction="none",
             label_smoothing=self.label_smoothing,
         )
-        return _token_mean(per_token, labels)
+        return reduce_tokens(per_token, labels, self.normalization)
+
+
+@dataclass
+class SparseTopK:
+    """Cached teacher next-token distributions aligned with a batch's labels: at every position
+    the log-probabilities (at `temperature`) of the teacher's k most likely tokens, sorted from
+    the most likely, and the log of the probability mass outside them (the tail, one bucket).
+    Slots past a position's candidates hold `NEG`."""
+
+    ids: torch.Tensor  # (B, T, k) token ids
+    logprobs: torch.Tensor  # (B, T, k)
+    log_tail: torch.Tensor  # (B, T)
+    temperature: float
+
+
+@dataclass
+class TeacherOutputs:
+    """The teacher's distributions for one batch, row by row from one of two places: `logits`
+    computed now for the rows `logit_rows` (full vocabulary), and `cached` for the rows
+    `cached_rows`. Every row with a target token is in exactly one of them."""
+
+    logits: torch.Tensor | None = None  # (n_online, T, V)
+    logit_rows: torch.Tensor | None = None  # (n_online,) row indices into the batch
+    cached: SparseTopK | None = None  # (n_cached, T, k)
+    cached_rows: torch.Tensor | None = None
+
+    @classmethod
+    def dense(cls, logits: torch.Tensor) -> TeacherOutputs:
+        return cls(logits=logits, logit_rows=torch.arange(logits.shape[0], device=logits.device))
+
+
+def bucketed(student_z: torch.Tensor, cached_ids: torch.Tensor, cached_logp: torch.Tensor,
+             cached_log_tail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher and student distributions over the k cached tokens plus one tail bucket, (N, k+1)
+    log-probabilities each, from the student's tempered logits (N, V) and the cached top-k.
+
+    Any divergence of these coarse distributions is a lower bound of the full one (it merges
+    the tail into one outcome) and equals it when the cached tokens carry all of the teacher's
+    mass and the student's tail is merged the same way, i.e. exactly when k covers the
+    vocabulary."""
+    logp = torch.where(torch.isfinite(cached_logp), cached_logp, torch.full_like(cached_logp, NEG)).clamp_min(NEG)
+    valid = logp > NEG / 2
+    ids = torch.where(valid, cached_ids, cached_ids[:, :1])  # a padded slot repeats slot 0 (masked below)
+    lse = student_z.logsumexp(-1, keepdim=True)
+    log_q = torch.where(valid, student_z.gather(-1, ids) - lse, torch.full_like(logp, NEG))
+    floor = torch.finfo(student_z.dtype).min / 2  # finite, so a fully covered vocabulary gives no NaN
+    rest = student_z.scatter(-1, ids, floor)
+    log_q_tail = (rest.logsumexp(-1) - lse.squeeze(-1)).clamp_min(NEG)
+    log_p_tail = torch.where(torch.isfinite(cached_log_tail), cached_log_tail,
+                             torch.full_like(cached_log_tail, NEG)).clamp_min(NEG)
+    return torch.cat([logp, log_p_tail[:, None]], -1), torch.cat([log_q, log_q_tail[:, None]], -1)
 
 
 # --------------------------------------------------------------------------------------
@@ -79,7 +159,7 @@ def _is_number(x) -> bool:
 
 class TokenDivergence(nn.Module):
     """Base of the word-level divergences D(p_teacher, q_student), averaged over the
-    non-ignored target positions (`_token_mean`).
+    non-ignored target positions (`reduce_tokens`, by the term's `normalization`).
 
     * Temperature τ: both distributions are softened, p = softmax(z_t/τ), q = softmax(z_s/τ),
       and the result is multiplied by τ² so gradient magnitudes do not shrink as τ grows
@@ -106,7 +186,7 @@ class TokenDivergence(nn.Module):
     _reverse_on_raw_teacher = False
 
     def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
+                 teacher_top_p: float | None = None, normalization: str = "token"):
         super().__init__()
         if not _is_number(temperature) or temperature <= 0:
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
@@ -118,6 +198,7 @@ class TokenDivergence(nn.Module):
         self.temperature = float(temperature)
         self.teacher_top_k = teacher_top_k
         self.teacher_top_p = None if teacher_top_p is None else float(teacher_top_p)
+        self.normalization = _check_normalization(normalization)
 
     @property
     def truncates_teacher(self) -> bool:
@@ -148,22 +229,72 @@ class TokenDivergence(nn.Module):
             z = torch.where(keep, z, neg_inf)
         return F.log_softmax(z, dim=-1)
 
+    def _truncate_buckets(self, log_p: torch.Tensor) -> torch.Tensor:
+        """The same truncation on cached buckets (k sorted tokens + the tail, last): top-k keeps
+        the first k cached tokens (the true top-k when k <= the cache's k) and drops the tail;
+        top-p keeps cached tokens while the mass before them is < top_p, and the tail bucket as
+        a whole when the cached tokens hold less than top_p (so it may keep a little more than
+        the exact top-p set, which lies partly inside the tail). Renormalised."""
+        if not self.truncates_teacher:
+            return log_p
+        keep = torch.ones_like(log_p, dtype=torch.bool)
+        if self.teacher_top_k is not None:
+            if self.teacher_top_k > log_p.shape[-1] - 1:
+                raise ValueError(f"teacher_top_k={self.teacher_top_k} needs a teacher cache of at least that "
+                                 f"many tokens (it holds {log_p.shape[-1] - 1})")
+            keep[:, self.teacher_top_k:] = False
+        if self.teacher_top_p is not None and self.teacher_top_p < 1:
+            probs = log_p.exp()
+            mass_before = probs.cumsum(-1) - probs
+            keep &= mass_before < self.teacher_top_p
+        kept = torch.where(keep, log_p, torch.full_like(log_p, NEG))
+        return (kept - kept.logsumexp(-1, keepdim=True)).clamp_min(NEG)
+
     def _divergence(self, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, student_logits, labels, teacher_logits=None):
-        if teacher_logits is None:
+    def per_token(self, student_logits: torch.Tensor, labels: torch.Tensor, teacher) -> torch.Tensor:
+        """(B, T) divergence at every target position (0 at ignored ones), before τ² and the
+        reduction. `teacher`: dense (B, T, V) logits or `TeacherOutputs`."""
+        if teacher is None:
             raise ValueError(f"{type(self).__name__} needs teacher logits")
-        if student_logits.shape != teacher_logits.shape:
-            raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                             f"{tuple(teacher_logits.shape)} differ in shape")
+        if isinstance(teacher, torch.Tensor):
+            if student_logits.shape != teacher.shape:
+                raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                                 f"{tuple(teacher.shape)} differ in shape")
+            teacher = TeacherOutputs.dense(teacher)
         tau = self.temperature
-        mask = labels.ne(IGNORE_INDEX)
-        log_q = F.log_softmax(student_logits[mask].float() / tau, dim=-1)
-        log_p = self._teacher_log_probs(teacher_logits.detach()[mask].float() / tau)
-        per_token = torch.zeros(labels.shape, dtype=log_q.dtype, device=log_q.device)
-        per_token = per_token.masked_scatter(mask, self._divergence(log_p, log_q))
-        return _token_mean(per_token, labels) * tau**2
+        per_token = torch.zeros(labels.shape, dtype=torch.float32, device=student_logits.device)
+        parts = []
+        if teacher.logits is not None:
+            parts.append((teacher.logit_rows, lambda z, m: (
+                self._teacher_log_probs(teacher.logits.detach()[m].float() / tau),
+                F.log_softmax(z, dim=-1))))
+        if teacher.cached is not None:
+            cached = teacher.cached
+            if abs(cached.temperature - tau) > 1e-9:
+                raise ValueError(f"the teacher cache holds distributions at temperature {cached.temperature}, "
+                                 f"this term needs {tau}")
+
+            def sparse(z, m, c=cached):
+                log_p, log_q = bucketed(z, c.ids[m], c.logprobs[m].float(), c.log_tail[m].float())
+                return self._truncate_buckets(log_p), log_q
+            parts.append((teacher.cached_rows, sparse))
+        for rows, distributions in parts:
+            if rows is None or rows.numel() == 0:
+                continue
+            lab = labels.index_select(0, rows)
+            mask = lab.ne(IGNORE_INDEX)
+            z = student_logits.index_select(0, rows)[mask].float() / tau
+            log_p, log_q = distributions(z, mask)
+            part = torch.zeros(lab.shape, dtype=torch.float32, device=z.device)
+            part = part.masked_scatter(mask, self._divergence(log_p, log_q))
+            per_token = per_token.index_copy(0, rows, part)
+        return per_token
+
+    def forward(self, student_logits, labels, teacher=None):
+        per_token = self.per_token(student_logits, labels, teacher)
+        return reduce_tokens(per_token, labels, self.normalization) * self.temperature**2
 
     def extra_repr(self) -> str:
         parts = [f"temperature={self.temperature}"]
@@ -171,6 +302,8 @@ class TokenDivergence(nn.Module):
             parts.append(f"teacher_top_k={self.teacher_top_k}")
         if self.teacher_top_p is not None:
             parts.append(f"teacher_top_p={self.teacher_top_p}")
+        if self.normalization != "token":
+            parts.append(f"normalization={self.normalization}")
         return ", ".join(parts)
 
 
@@ -181,10 +314,6 @@ class ForwardKL(TokenDivergence):
     With `teacher_top_k=1` it is the cross-entropy on the teacher's argmax token."""
 
     name = "forward_kl"
-
-    def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
 
     def _divergence(self, log_p, log_q):
         return _kl(log_p, log_q)
@@ -198,8 +327,9 @@ class ReverseKL(TokenDivergence):
     _reverse_on_raw_teacher = True
 
     def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+                 teacher_top_p: float | None = None, normalization: str = "token"):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p,
+                         normalization=normalization)
         self._check_truncation()
 
     def _divergence(self, log_p, log_q):
@@ -225,8 +355,9 @@ class GeneralizedJSD(TokenDivergence):
     _normalised = True
 
     def __init__(self, beta: float = 0.5, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+                 teacher_top_p: float | None = None, normalization: str = "token"):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p,
+                         normalization=normalization)
         if not _is_number(beta) or not 0 <= beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {beta!r}")
         self.beta = float(beta)
@@ -262,10 +393,6 @@ class TotalVariation(TokenDivergence):
 
     name = "tv"
 
-    def __init__(self, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
-
     def _divergence(self, log_p, log_q):
         return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1)
 
@@ -274,8 +401,9 @@ class _Skew(TokenDivergence):
     """Shared by the skew divergences: the mixture weight α in [0, 1)."""
 
     def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
-                 teacher_top_p: float | None = None):
-        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p)
+                 teacher_top_p: float | None = None, normalization: str = "token"):
+        super().__init__(temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p,
+                         normalization=normalization)
         if not _is_number(alpha) or not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
         self.alpha = float(alpha)
@@ -302,8 +430,10 @@ class SkewReverseKL(_Skew):
 
     name = "skew_reverse_kl"
 
-    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, **truncation):
-        super().__init__(alpha, temperature, **truncation)
+    def __init__(self, alpha: float = 0.1, temperature: float = 1.0, *, teacher_top_k: int | None = None,
+                 teacher_top_p: float | None = None, normalization: str = "token"):
+        super().__init__(alpha, temperature, teacher_top_k=teacher_top_k, teacher_top_p=teacher_top_p,
+                         normalization=normalization)
         self._reverse_on_raw_teacher = self.alpha == 0
         self._check_truncation()
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bench.distill.losses import DIVERGENCES, CrossEntropy, build_divergence
-from bench.distill.relations import RelationKD
-from bench.distill.schedule import AdaptiveSGO, Replay, StaticMix
+from bench.distill.relations import ATTENTION_SITES, HIDDEN_SITES, LEGACY, SITES, RelationKD
+from bench.distill.schedule import AdaptiveSGO, Alternate, Replay, StaticMix
 
 TargetOrigin = Literal["gold", "teacher_pt", "student_pt"]
 InputSplit = Literal["labeled", "unlabeled"]
@@ -24,7 +24,8 @@ class PTSpec:
 
     `beam`: the top-K hypotheses of one beam search (beam width ≥ K); `sample`: K independent
     samples at `temperature`, optionally truncated to `top_k` tokens / `top_p` mass. Training
-    uses PT number (epoch mod K) of each input, so K PTs are all visited over K epochs.
+    takes an input's PTs in turn, one per visit of the input (visit v uses PT v mod K), so all
+    K are used once an input has been visited K times.
     """
 
     strategy: Literal["beam", "sample"] = "beam"
@@ -87,7 +88,9 @@ class Source:
             raise ValueError("a replay buffer holds student outputs: only student_pt sources take one")
 
 
-RELATION_KINDS = {"att_rel": ("q", "k", "v"), "hidden_rel": ("hidden",)}
+RELATION_KINDS = {"att_rel": ATTENTION_SITES, "hidden_rel": HIDDEN_SITES}
+# The sites a relation term takes when it names none: the last encoder layer (MiniLM-style).
+DEFAULT_SITES = {"att_rel": ("enc_self_q", "enc_self_k", "enc_self_v"), "hidden_rel": ("enc_hidden",)}
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ class LossTerm:
     `jsd` (generalized JSD, `beta`; `gkd_jsd`: GKD's unnormalised values), `tv`,
     `skew_kl` / `skew_reverse_kl` (`alpha`) — at
     temperature τ with τ² scaling and optional teacher truncation (`teacher_top_k`/`_top_p`);
-    or a relation term over the last encoder layer: `att_rel` (Q/K/V) or `hidden_rel`.
+    or a relation term over the last layers' activations (`bench.distill.relations`): `att_rel`
+    over attention Q/K/V sites or `hidden_rel` over hidden-state sites (`sites`; default: the
+    last encoder layer's). `relation_heads`: None = the teacher's head count (KD4Gen).
     """
 
     kind: str
@@ -109,28 +114,71 @@ class LossTerm:
     alpha: float | None = None
     teacher_top_k: int | None = None
     teacher_top_p: float | None = None
-    relation_heads: int = 4
+    relation_heads: int | None = None
+    sites: tuple[str, ...] | None = None
 
     def __post_init__(self):
         allowed = ["ce", "word_kl", *DIVERGENCES, *RELATION_KINDS]
         if self.kind not in allowed:
             raise ValueError(f"unknown loss kind {self.kind!r}; allowed: {', '.join(allowed)}")
+        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not self.weight > 0 \
+                or self.weight == float("inf"):
+            raise ValueError(f"loss weight must be a finite number > 0, got {self.weight!r}")
+        if self.sites is not None:
+            if self.kind not in RELATION_KINDS:
+                raise ValueError(f"sites are for relation terms (att_rel, hidden_rel), not {self.kind!r}")
+            allowed_sites = RELATION_KINDS[self.kind]
+            bad = [s for s in self.sites if LEGACY.get(s, s) not in allowed_sites]
+            if bad or not self.sites:
+                raise ValueError(f"{self.kind} sites {list(bad or self.sites)} are not allowed; allowed: "
+                                 f"{', '.join(allowed_sites)}")
         self.build()  # out-of-range or misplaced parameters fail at declaration, not in a trial
 
-    def build(self, label_smoothing: float = 0.0):
+    @property
+    def relation_sites(self) -> tuple[str, ...]:
+        return tuple(self.sites or DEFAULT_SITES[self.kind])
+
+    def build(self, label_smoothing: float = 0.0, normalization: str = "token", teacher_heads: int = 4):
         if self.kind == "ce":
-            return CrossEntropy(label_smoothing)
+            return CrossEntropy(label_smoothing, normalization)
         if self.kind in RELATION_KINDS:
-            return RelationKD(RELATION_KINDS[self.kind], self.relation_heads)
+            return RelationKD(self.relation_sites, self.relation_heads or teacher_heads,
+                              normalization=normalization)
         extras = {k: v for k, v in (("beta", self.beta), ("alpha", self.alpha),
                                     ("teacher_top_k", self.teacher_top_k),
                                     ("teacher_top_p", self.teacher_top_p)) if v is not None}
         name = "forward_kl" if self.kind == "word_kl" else self.kind
-        return build_divergence(name, temperature=self.temperature, **extras)
+        return build_divergence(name, temperature=self.temperature, normalization=normalization, **extras)
 
     @property
     def needs_teacher(self) -> bool:
         return self.kind != "ce"
+
+    @property
+    def word_level(self) -> bool:
+        """A divergence between next-token distributions (the teacher cache can serve it)."""
+        return self.kind not in ("ce", *RELATION_KINDS)
+
+
+def relation_terms(kind: str, sites: tuple[str, ...], weight: float) -> tuple[LossTerm, ...]:
+    """One term per site sharing `weight` equally, so that auto-scaling scales each site on its
+    own (KD4Gen: 0.5 · mean over the 9 attention sites of scale_k · relation_k)."""
+    return tuple(LossTerm(kind, weight / len(sites), sites=(site,)) for site in sites)
+
+
+@dataclass(frozen=True)
+class AutoScale:
+    """Loss-term auto-scaling as KD4Gen does it: before training, the mean of every term over
+    the first `batches` batches (both models in eval mode, no update) gives its scale
+    1 / max(mean, `floor`), fixed for the whole run — so each term starts near its weight and
+    no scale exceeds 1 / floor."""
+
+    batches: int = 100
+    floor: float = 0.025
+
+    def __post_init__(self):
+        if not isinstance(self.batches, int) or self.batches < 1 or not self.floor > 0:
+            raise ValueError(f"invalid auto_scale {self}: need batches >= 1 and floor > 0")
 
 
 @dataclass(frozen=True)
@@ -140,16 +188,43 @@ class Method:
     sources: tuple[Source, ...]
     losses: tuple[LossTerm, ...]
     noisy_teacher: bool = False  # teacher logits computed with dropout active
-    auto_scale: bool = False  # divide each loss term by its first-step value, so each starts near its weight
-    schedule: StaticMix | AdaptiveSGO = field(default_factory=StaticMix)  # how sources share each batch
+    auto_scale: AutoScale | None = None  # scale each loss term to start near its weight (KD4Gen's recipe)
+    schedule: StaticMix | AdaptiveSGO | Alternate = field(default_factory=StaticMix)  # how sources share each batch
 
     def __post_init__(self):
         self.schedule.planner(self.sources, seed=0)  # refuses source sets the schedule cannot plan
 
     @property
     def needs_teacher_model(self) -> bool:
-        """Whether the teacher must be loaded during training (for its logits)."""
+        """Whether the teacher's distributions are needed during training (online or cached)."""
         return any(term.needs_teacher for term in self.losses)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the teacher cache can replace the online teacher on fixed targets: every term
+        that needs the teacher is word-level (relations need activations), and the teacher is
+        not noisy (its noise must differ at every step)."""
+        needing = [t for t in self.losses if t.needs_teacher]
+        return bool(needing) and not self.noisy_teacher and all(t.word_level for t in needing)
+
+    @property
+    def cache_temperatures(self) -> tuple[float, ...]:
+        """The temperatures at which this method's word-level terms read teacher distributions."""
+        return tuple(dict.fromkeys(t.temperature for t in self.losses if t.word_level))
+
+    @property
+    def cached_targets(self) -> tuple[str, ...]:
+        """Target sets of the fixed sources whose teacher distributions can be cached: `gold`
+        or a teacher-PT set's slug."""
+        if not self.cacheable:
+            return ()
+        out = []
+        for s in self.sources:
+            if s.origin == "gold":
+                out.append("gold")
+            elif s.origin == "teacher_pt":
+                out.append(s.pts.slug)
+        return tuple(dict.fromkeys(out))
 
     @property
     def relative_cost(self) -> int:
@@ -177,6 +252,10 @@ class Method:
 
 
 BOTH = ("labeled", "unlabeled")
+# The paper's student sampling (KD4Gen: do_sample, temperature 1, top_p 0.95, and the top_k of 50
+# that transformers 4.22 applied by default).
+PAPER_SAMPLING = PTSpec("sample", k=1, temperature=1.0, top_p=0.95, top_k=50)
+_JT_START = 0.4  # our students start from random weights: their samples are noise at first
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -189,36 +268,50 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "word_kd",
-            "Word-level (logits) KD on the labeled split (Kim & Rush 2016): the student "
-            "matches the teacher's next-token distribution along gold prefixes.",
+            "Word-level (logits) KD on the labeled split (Kim & Rush 2016; KD4Gen's logits_kd): "
+            "KL(teacher ‖ student) of the next-token distributions along gold prefixes, τ = 1, no "
+            "cross-entropy term.",
             (Source("gold"),),
             (LossTerm("word_kl"),),
         ),
         Method(
             "noisy_kd",
-            "Noisy-teacher word-level KD on the labeled split (Calderon et al. 2023, after "
-            "Noisy Student, Xie et al. 2020): the teacher's logits come from a forward pass "
-            "with dropout active, a different noise at every step.",
+            "Noisy-teacher word-level KD on the labeled split (KD4Gen's noisy_kd, after Noisy "
+            "Student, Xie et al. 2020): the teacher's logits come from a forward pass with its own "
+            "dropout active, a different noise at every step.",
             (Source("gold"),),
             (LossTerm("word_kl"),),
             noisy_teacher=True,
         ),
         Method(
             "att_kd",
-            "Attention-relation KD (MiniLM/MiniLMv2, Wang et al. 2020/2021; the paper's "
-            "attention-relation baseline): cross-entropy on gold targets plus KL between "
-            "teacher and student Q/K/V self-relations of the last encoder layer.",
+            "Attention-relation KD as KD4Gen's attention_kd: 0.5 × word-level KL + 0.5 × the mean "
+            "of MiniLM-style Q/K/V self-relation KLs of the last layer's encoder self-attention, "
+            "decoder self-attention (causal) and decoder cross-attention (9 terms), no "
+            "cross-entropy; every term auto-scaled by its mean over the first 100 batches "
+            "(scale 1/max(mean, 0.025)). Relation heads: the teacher's. Differs from KD4Gen in "
+            "taking Q/K/V from the projection outputs (the same per-head states).",
             (Source("gold"),),
-            (LossTerm("ce"), LossTerm("att_rel")),
-            auto_scale=True,
+            (LossTerm("word_kl", 0.5), *relation_terms("att_rel", ATTENTION_SITES, 0.5)),
+            auto_scale=AutoScale(),
         ),
         Method(
             "hidden_kd",
-            "Hidden-state relation KD: cross-entropy on gold targets plus KL between teacher "
-            "and student self-relations of the last encoder layer's hidden states.",
+            "Hidden-state relation KD as KD4Gen's hidden_kd: 0.5 × word-level KL + 0.5 × the mean of "
+            "the self-relation KLs of the last encoder and decoder hidden states (decoder causal; "
+            "one relation head over the full width), no cross-entropy; auto-scaled as att_kd.",
             (Source("gold"),),
-            (LossTerm("ce"), LossTerm("hidden_rel")),
-            auto_scale=True,
+            (LossTerm("word_kl", 0.5), *relation_terms("hidden_rel", HIDDEN_SITES, 0.5)),
+            auto_scale=AutoScale(),
+        ),
+        Method(
+            "att_kd_encoder",
+            "MiniLM-style attention-relation KD on the encoder only (kdbench's earlier att_kd): "
+            "cross-entropy on gold targets plus the Q/K/V self-relation KL of the last encoder "
+            "layer, both auto-scaled.",
+            (Source("gold"),),
+            (LossTerm("ce"), LossTerm("att_rel")),
+            auto_scale=AutoScale(),
         ),
         Method(
             "seq_kd",
@@ -229,9 +322,16 @@ METHODS: dict[str, Method] = {
             (LossTerm("ce"),),
         ),
         Method(
+            "seq_kd_labeled",
+            "Sequence-level KD on teacher PTs for the labeled inputs only (the ablation of S5: "
+            "are PTs for unlabeled inputs worth it?).",
+            (Source("teacher_pt", ("labeled",)),),
+            (LossTerm("ce"),),
+        ),
+        Method(
             "seq_kd_multi",
             "Sequence-level KD on K=4 beam PTs per input (Calderon et al. 2023: several PTs "
-            "beat one); epoch e trains on PT e mod K.",
+            "beat one); each visit of an input takes its next PT.",
             (Source("teacher_pt", BOTH, pts=PTSpec("beam", k=4)),),
             (LossTerm("ce"),),
         ),
@@ -244,17 +344,18 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "word_kd_pts",
-            "Word-level KD along teacher PTs for labeled and unlabeled inputs (Calderon et al. "
-            "2023): logits KD where the prefixes come from the teacher's own outputs.",
+            "Word-level KD along one teacher beam PT per labeled and unlabeled input (Calderon et "
+            "al. 2023): logits KD where the prefixes come from the teacher's outputs; "
+            "Joint-Teaching without student PTs.",
             (Source("teacher_pt", BOTH),),
             (LossTerm("word_kl"),),
         ),
         Method(
             "student_pts",
-            "Word-level KD along PTs written only by the current student (on the fly, no "
-            "gradient), for labeled and unlabeled inputs: the Joint-Teaching ablation without "
-            "teacher PTs (Calderon et al. 2023).",
-            (Source("student_pt", BOTH),),
+            "Word-level KD along PTs sampled by the current student on every step (KD4Gen's "
+            "logits_kd_student_gens: top-p 0.95, temperature 1; no gradient, dropout off) for "
+            "labeled and unlabeled inputs: the Joint-Teaching ablation without teacher PTs.",
+            (Source("student_pt", BOTH, pts=PAPER_SAMPLING),),
             (LossTerm("word_kl"),),
         ),
         Method(
@@ -264,7 +365,7 @@ METHODS: dict[str, Method] = {
             "on-policy student samples (temperature 1) with on-policy fraction λ=0.5 (student "
             "outputs join after 40% of training, as our students start from scratch).",
             (Source("teacher_pt", BOTH, 0.5),
-             Source("student_pt", BOTH, 0.5, start=0.4, pts=PTSpec("sample", k=1))),
+             Source("student_pt", BOTH, 0.5, start=_JT_START, pts=PTSpec("sample", k=1))),
             (LossTerm("gkd_jsd", beta=0.5),),
         ),
         Method(
@@ -281,11 +382,23 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "joint_teaching",
-            "Joint-Teaching (Calderon et al. 2023): word-level KD on PTs written half by the "
-            "teacher and half by the current student (generated on the fly), for labeled and "
-            "unlabeled inputs; the student-PT half fights exposure bias. Students start from "
-            "scratch here, so student PTs join after the first 40% of training.",
-            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5, start=0.4)),
+            "Joint-Teaching (Calderon et al. 2023) as KD4Gen's co-teaching recipe: word-level KL on "
+            "PTs for labeled and unlabeled inputs, alternating by step between one teacher beam PT "
+            "and one PT sampled by the current student (top-p 0.95, temperature 1, top-k 50; no "
+            "gradient). Differs from the paper where our students start from random weights: "
+            "student-PT steps begin after 40% of training (before that every step uses teacher PTs), "
+            "and the student samples with dropout off.",
+            (Source("teacher_pt", BOTH), Source("student_pt", BOTH, start=_JT_START, pts=PAPER_SAMPLING)),
+            (LossTerm("word_kl"),),
+            schedule=Alternate(),
+        ),
+        Method(
+            "joint_teaching_mix",
+            "Joint-Teaching with the two PT sources mixed in every batch (half teacher PTs, half "
+            "student samples, top-p 0.95, temperature 1) instead of alternating steps; student PTs "
+            "join after 40% of training.",
+            (Source("teacher_pt", BOTH, 0.5), Source("student_pt", BOTH, 0.5, start=_JT_START,
+                                                      pts=PAPER_SAMPLING)),
             (LossTerm("word_kl"),),
         ),
     )

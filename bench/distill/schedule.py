@@ -8,6 +8,9 @@ after every dev evaluation.
 * `StaticMix` (default): every source takes its weight's share of each batch from its
   `start` fraction on; a student source with a replay buffer replays with probability
   `replay.share` once its buffer is full.
+* `Alternate`: KD4Gen's Joint-Teaching schedule — every `every`-th step trains on the student
+  sources only (once active), the other steps on the fixed sources only; the two never share
+  a batch.
 * `AdaptiveSGO`: DistiLLM's adaptive off-policy scheduler (Ko et al., ICML 2024). Each step
   trains either entirely on the fixed (off-policy) sources or entirely on student-generated
   outputs (SGO); the SGO probability φ starts at `init_prob` and rises by `prob_step`
@@ -63,6 +66,20 @@ class ReplayBuffer:
             raise ValueError(f"cannot replay {n} examples from a buffer holding {len(self._items)}")
         return self._rng.sample(list(self._items), n)
 
+    def state_dict(self) -> dict:
+        return {"items": list(self._items), "rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._items.clear()
+        self._items.extend(tuple(x) for x in state["items"])
+        self._rng.setstate(_rng_state(state["rng"]))
+
+
+def _rng_state(state):
+    """A `random.Random` state back from its JSON/pickle form (lists instead of tuples)."""
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -78,6 +95,10 @@ class Planner(Protocol):
     def plan(self, step: int, total: int, buffers: Sequence[ReplayBuffer | None]) -> Plan: ...
 
     def observe_dev_loss(self, loss: float) -> None: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,59 @@ class StaticPlanner:
         return Plan(weights, replay)
 
     def observe_dev_loss(self, loss: float) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._rng.setstate(_rng_state(state["rng"]))
+
+
+@dataclass(frozen=True)
+class Alternate:
+    """Steps alternate between sources instead of sharing batches (KD4Gen's Joint-Teaching:
+    student PTs on every second step). Step s trains on the student sources when
+    (s + 1) % `every` == 0 and they are active (their `start` reached), else on the fixed ones."""
+
+    every: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.every, int) or self.every < 2:
+            raise ValueError(f"invalid alternate schedule {self}: need every >= 2")
+
+    def planner(self, sources, seed: int) -> AlternatePlanner:
+        return AlternatePlanner(self, sources)
+
+
+class AlternatePlanner:
+    needs_dev = False
+
+    def __init__(self, schedule: Alternate, sources):
+        self.every = schedule.every
+        self.sources = list(sources)
+        self.on = [i for i, s in enumerate(self.sources) if s.origin == "student_pt"]
+        if not self.on or len(self.on) == len(self.sources):
+            raise ValueError("the alternate schedule needs at least one student_pt source and one fixed "
+                             "(gold or teacher_pt) source")
+        if any(s.start > 0 for i, s in enumerate(self.sources) if i not in self.on):
+            raise ValueError("under the alternate schedule only student_pt sources may start later")
+
+    def plan(self, step, total, buffers) -> Plan:
+        student_step = (step + 1) % self.every == 0 and any(self.sources[i].active(step, total) for i in self.on)
+        chosen = [i for i in range(len(self.sources)) if (i in self.on) == student_step
+                  and self.sources[i].active(step, total)]
+        weights = [s.weight if i in chosen else 0.0 for i, s in enumerate(self.sources)]
+        replay = [False] * len(self.sources)
+        return Plan(weights, replay)
+
+    def observe_dev_loss(self, loss: float) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
         pass
 
 
@@ -163,3 +237,12 @@ class AdaptivePlanner:
             self.prob = min(1.0, self.prob + self.schedule.prob_step)
             self.reference_loss = loss
         self.history.append(self.prob)
+
+    def state_dict(self) -> dict:
+        return {"prob": self.prob, "reference_loss": self.reference_loss, "history": list(self.history),
+                "rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.prob, self.reference_loss = state["prob"], state["reference_loss"]
+        self.history = list(state["history"])
+        self._rng.setstate(_rng_state(state["rng"]))

@@ -1,0 +1,122 @@
+"""Cost profiles of a run's models, measured after the grid, one model at a time.
+
+Latency measured while other trials share the CPUs says more about the neighbours than about
+the model. So trials only save their students, and once the grid is done a single Ray task
+profiles the teacher and the students of each task in turn — same process, same threads,
+nothing else running — and writes one profile per model to `RUN_DIR/profiles/` (never into
+the rows: a row, once written, is final). `bench.results.read_rows` joins them to the rows,
+with each student's costs relative to its teacher's.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.results import PROFILES_DIR, STUDENTS_DIR, slug
+
+PROFILE_CHOICES = ("one_seed", "all", "off")
+
+
+def student_dir(run_dir: Path | str, trial_key: str) -> Path:
+    """Where a trial saves its student (kept after the run only with `storage.save_students`)."""
+    return Path(run_dir) / STUDENTS_DIR / slug(trial_key)
+
+
+def models_to_profile(run_dir: Path, rows: list[dict], artifacts: dict[str, Any], which: str) -> list[dict[str, Any]]:
+    """(trial key, task, model dir, teacher key) per model to profile: every task's teacher,
+    then its students — all of them, or the lowest seed of each (method, ratio, init)."""
+    if which == "off":
+        return []
+    jobs = []
+    for task, art in artifacts.items():
+        if art is None:
+            continue
+        jobs.append({"trial_key": f"{task}|teacher", "task": task, "model_dir": art["paths"]["teacher"],
+                     "teacher": None})
+        students = [r for r in rows if r["role"] == "student" and r["task"] == task and r["status"] == "ok"
+                    and (student_dir(run_dir, r["trial_key"]) / "config.json").exists()]
+        chosen: dict[tuple, dict] = {}
+        for r in sorted(students, key=lambda r: r["seed"]):
+            system = (r["method"], r["ratio"], r.get("student_init"))
+            if which == "all" or system not in chosen:
+                chosen[system if which != "all" else (*system, r["seed"])] = r
+        jobs += [{"trial_key": r["trial_key"], "task": task, "model_dir": str(student_dir(run_dir, r["trial_key"])),
+                  "teacher": f"{task}|teacher"} for r in chosen.values()]
+    return jobs
+
+
+def profile_models(jobs: list[dict[str, Any]], artifacts: dict[str, Any], eval_spec: dict[str, Any], *,
+                   device: str, precision: str, threads: int) -> dict[str, dict[str, Any]]:
+    """Profile every job's model in this process, in order (the body of the profiling task)."""
+    import torch
+
+    from bench.cost import profile_model, relative_costs
+    from bench.data import encode, load_splits
+    from bench.precision import autocast, autocast_dtype
+    from bench.pretrained import load_model, load_tokenizer
+
+    torch.set_num_threads(max(1, threads))
+    dev = torch.device("cuda" if device == "cuda" else "cpu")
+    amp = autocast_dtype(precision)
+    out: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        art = artifacts[job["task"]]
+        tok = load_tokenizer(job["model_dir"])  # a student may have its own tokenizer
+        test = load_splits(art["paths"]["data"]).splits["test"][: eval_spec["profile_examples"]]
+        sources = encode(tok, [r["source"] for r in test], art["lengths"]["max_source"])
+        model = load_model(job["model_dir"], "model to profile").to(dev).eval()
+        with autocast(amp, dev):
+            profile = profile_model(model, tok, sources, device=dev,
+                                    num_beams=eval_spec["profile_num_beams"], batch_size=eval_spec["batch_size"],
+                                    latency_examples=eval_spec["latency_examples"],
+                                    max_new_tokens=art["lengths"]["max_target"])
+        profile["profile_threads"] = threads
+        if job["teacher"] is not None and job["teacher"] in out:
+            profile["relative"] = relative_costs(profile, out[job["teacher"]])
+        out[job["trial_key"]] = profile
+        del model
+    return out
+
+
+def profile_run(run_dir: Path, rows: list[dict], artifacts: dict[str, Any], spec, say: Callable[[str], None]) -> int:
+    """Profile the run's models in one exclusive Ray task and store the profiles; returns how many."""
+    import ray
+
+    jobs = models_to_profile(run_dir, rows, artifacts, spec.eval.profile)
+    if not jobs:
+        return 0
+    res = spec.resources
+    threads = max(1, round(res.cpus_per_worker))
+    task = ray.remote(profile_models).options(num_cpus=res.cpus_per_worker,
+                                              num_gpus=1 if res.device == "cuda" else 0, max_retries=1)
+    say(f"profiling {len(jobs)} model(s) one at a time ({threads} thread(s), {res.device})")
+    profiles = ray.get(task.remote(jobs, artifacts, spec.eval.model_dump(), device=res.device,
+                                   precision=res.precision, threads=threads))
+    write_profiles(run_dir, profiles)
+    for job in jobs:
+        p = profiles[job["trial_key"]]
+        speed = p.get("relative", {}).get("speedup_greedy")
+        say(f"[profile] {job['trial_key']}: {p['latency_greedy_ms']:.1f} ms/example greedy (batch 1)"
+            + (f", {speed:.2f}x the teacher's speed" if speed else ""))
+    return len(jobs)
+
+
+def write_profiles(run_dir: Path, profiles: dict[str, dict[str, Any]]) -> None:
+    from bench.results import write_json_atomic
+
+    for key, profile in profiles.items():
+        write_json_atomic(Path(run_dir) / PROFILES_DIR / f"{slug(key)}.json", {"trial_key": key, **profile})
+
+
+def read_profiles(run_dir: Path | str) -> dict[str, dict[str, Any]]:
+    d = Path(run_dir) / PROFILES_DIR
+    out = {}
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            data = json.loads(f.read_text())
+        except ValueError:
+            continue
+        out[data.pop("trial_key")] = data
+    return out
