@@ -1,14 +1,28 @@
 """Encoder-decoder models built from a config, and students sized by compression ratio.
 
-A student keeps the teacher's architecture family, vocabulary and depth, and shrinks its
-width (d_model, FFN) until its parameter count is within ±10% of teacher_params / ratio;
-only when even the narrowest width is too big does it also drop layers. Parameter counts
-come from instantiating the config on the meta device (exact for any architecture, no
-memory).
+A student keeps the teacher's architecture family and vocabulary and has teacher_params /
+ratio parameters (±10%), in one of three shapes:
+
+* `balanced` (default) — deep encoder, shallow decoder: the encoder keeps
+  round(L_enc / √ratio) layers, the decoder round(L_dec / ratio) (at least one each), and the
+  width is sized to hit the parameter target. Decoding runs the decoder once per output token
+  and the encoder once per input, so the decoder takes the larger cut: that is where batch-1
+  latency goes (the paper's decoder-pruning finding, S2; Kasai et al. 2021, "Deep encoder,
+  shallow decoder"), and it is close to how the T5 family shrinks (T5-large → T5-small: 12.8×
+  the parameters, 4× the depth).
+* `width` — the teacher's depth at a narrower width (layers are dropped only when even the
+  narrowest width is too big).
+* `depth` — the teacher's width with fewer layers, decoder layers first (narrower only when
+  one layer each is still too big).
+
+Parameter counts come from instantiating the config on the meta device (exact for any
+architecture, no memory).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import (
@@ -22,9 +36,11 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from bench.spec import ModelSpec
+if TYPE_CHECKING:
+    from bench.spec import ModelSpec
 
 RATIO_TOLERANCE = 0.10
+SHAPES = ("balanced", "width", "depth")
 _CLASSES = {"bart": BartForConditionalGeneration, "t5": T5ForConditionalGeneration}
 
 
@@ -127,51 +143,119 @@ class StudentPlan:
         return self.teacher_params / self.params
 
 
-def plan_student(teacher_config: PretrainedConfig, ratio: float) -> StudentPlan:
-    """The student config whose size is closest to teacher/ratio (within ±10%, or an error)."""
+def plan_student(teacher_config: PretrainedConfig, ratio: float, shape: str = "balanced") -> StudentPlan:
+    """The student config of `shape` whose size is closest to teacher/ratio (within ±10%, or an error)."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown student shape {shape!r}; allowed: {', '.join(SHAPES)}")
     teacher = shape_of(teacher_config)
     teacher_params = count_params(teacher_config)
     target = teacher_params / ratio
-
-    def shaped(d: int, enc: int, dec: int) -> Shape:
-        ffn = max(teacher.heads, round(teacher.ffn_dim * d / teacher.d_model))
-        return Shape(d, ffn, enc, dec, teacher.heads)
-
+    if shape == "depth":
+        try:
+            return plan_fewer_layers(teacher_config, ratio)
+        except ValueError:  # no layer count lands within ±10% at the teacher's width: narrow the closest above
+            above = [d for d in _layer_pairs(teacher) if _params_at(teacher_config, teacher, teacher.d_model, *d) >= target]
+            depths = [min(above, key=lambda d: _params_at(teacher_config, teacher, teacher.d_model, *d))] \
+                if above else [(1, 1)]
+    elif shape == "balanced":
+        enc = max(1, min(teacher.encoder_layers, round(teacher.encoder_layers / math.sqrt(ratio))))
+        dec = max(1, min(teacher.decoder_layers, round(teacher.decoder_layers / ratio), enc))
+        depths = [(enc, dec), *_shallower(enc, dec)]
+    else:
+        depths = [(teacher.encoder_layers, teacher.decoder_layers),
+                  *_shallower(teacher.encoder_layers, teacher.decoder_layers)]
     widths = list(range(teacher.heads, teacher.d_model + 1, teacher.heads))
     best: tuple[float, Shape, int] | None = None
-    for enc, dec in _depths(teacher):
-        lo, hi = 0, len(widths) - 1  # bisection: params grow with width
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if count_params(with_shape(teacher_config, shaped(widths[mid], enc, dec))) < target:
-                lo = mid + 1
-            else:
-                hi = mid
-        for i in {max(lo - 1, 0), lo}:
-            shape = shaped(widths[i], enc, dec)
-            n = count_params(with_shape(teacher_config, shape))
+    for enc, dec in depths:
+        for d in _closest_widths(teacher_config, teacher, widths, target, enc, dec):
+            n = _params_at(teacher_config, teacher, d, enc, dec)
             err = abs(n - target) / target
             if best is None or err < best[0]:
-                best = (err, shape, n)
+                best = (err, _shaped(teacher, d, enc, dec), n)
         if best[0] <= RATIO_TOLERANCE:
             break
-    err, shape, n = best
+    err, chosen, n = best
     if err > RATIO_TOLERANCE:
         raise ValueError(
             f"cannot build a student at compression ratio {ratio}: the closest has {n:,} params "
             f"(teacher {teacher_params:,}, target {target:,.0f}); the vocabulary embeddings bound "
             f"the smallest student — use a smaller ratio or a larger teacher"
         )
-    return StudentPlan(with_shape(teacher_config, shape), n, teacher_params, ratio)
+    return StudentPlan(with_shape(teacher_config, chosen), n, teacher_params, ratio)
 
 
-def _depths(teacher: Shape):
-    """Keep the teacher's depth first; then shallower, decoder last (decoding is the cost)."""
-    enc, dec = teacher.encoder_layers, teacher.decoder_layers
-    yield enc, dec
+def _shaped(teacher: Shape, d: int, enc: int, dec: int) -> Shape:
+    ffn = max(teacher.heads, round(teacher.ffn_dim * d / teacher.d_model))
+    return Shape(d, ffn, enc, dec, teacher.heads)
+
+
+def _params_at(config, teacher: Shape, d: int, enc: int, dec: int) -> int:
+    return count_params(with_shape(config, _shaped(teacher, d, enc, dec)))
+
+
+def _closest_widths(config, teacher: Shape, widths: list[int], target: float, enc: int, dec: int) -> set[int]:
+    """The widths around the one whose parameter count reaches `target` (bisection: params grow
+    with width)."""
+    lo, hi = 0, len(widths) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _params_at(config, teacher, widths[mid], enc, dec) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return {widths[max(lo - 1, 0)], widths[lo]}
+
+
+def _shallower(enc: int, dec: int):
+    """Shallower and shallower, decoder layers first (decoding is the cost)."""
     while enc > 1 or dec > 1:
         if dec >= enc and dec > 1:
             dec -= 1
         else:
             enc -= 1
         yield enc, dec
+
+
+def _layer_pairs(teacher: Shape) -> list[tuple[int, int]]:
+    """Every (encoder, decoder) layer count up to the teacher's (decoder ≤ encoder: T5 cannot
+    generate with a deeper decoder in transformers 5)."""
+    return [(e, d) for e in range(1, teacher.encoder_layers + 1) for d in range(1, teacher.decoder_layers + 1)
+            if d <= e or teacher.encoder_layers < teacher.decoder_layers]
+
+
+def plan_fewer_layers(teacher_config: PretrainedConfig, ratio: float) -> StudentPlan:
+    """The teacher's width with the layer counts closest to teacher/ratio parameters; among
+    those within ±10%, the one that keeps the most encoder layers (so the decoder is cut
+    first). ValueError when no layer count lands within ±10%."""
+    teacher = shape_of(teacher_config)
+    teacher_params = count_params(teacher_config)
+    target = teacher_params / ratio
+
+    def shaped(enc: int, dec: int):
+        return Shape(teacher.d_model, teacher.ffn_dim, enc, dec, teacher.heads)
+
+    # parameters are affine in the layer counts: three counts give every combination
+    base = count_params(with_shape(teacher_config, shaped(1, 1)))
+    per_enc = count_params(with_shape(teacher_config, shaped(2, 1))) - base if teacher.encoder_layers > 1 else 0
+    per_dec = count_params(with_shape(teacher_config, shaped(1, 2))) - base if teacher.decoder_layers > 1 else 0
+    candidates = []
+    for enc, dec in _layer_pairs(teacher):
+        if teacher_config.model_type == "t5" and dec > enc:
+            continue
+        n = base + (enc - 1) * per_enc + (dec - 1) * per_dec
+        candidates.append((abs(n - target) / target, enc, shaped(enc, dec), n))
+    within = [c for c in candidates if c[0] <= RATIO_TOLERANCE]
+    if not within:
+        err, _, _, n = min(candidates, key=lambda c: c[0])
+        smallest = min(c[3] for c in candidates)
+        raise ValueError(
+            f"cannot shrink the teacher ({teacher_params:,} params, {teacher.encoder_layers}+"
+            f"{teacher.decoder_layers} layers) to compression ratio {ratio} by dropping layers: the "
+            f"closest has {n:,} params ({err:.0%} off); with one layer each it is "
+            f"{teacher_params / smallest:.2f}x smaller at most — use init 'random' or a ratio "
+            f"reachable by removing layers")
+    _, _, chosen, n = max(within, key=lambda c: (c[1], -c[0]))
+    config = with_shape(teacher_config, chosen)
+    if count_params(config) != n:  # an architecture whose layers differ in size
+        raise RuntimeError(f"shrink planning assumed equal-sized layers for {config.model_type}")
+    return StudentPlan(config, n, teacher_params, ratio)

@@ -1,7 +1,8 @@
 """How a student starts: an axis of the grid, next to method, ratio and seed.
 
-* `random` — `bench.models.plan_student`: the teacher's family, vocabulary and depth at a
-  narrower width, random weights.
+* `random` — `bench.models.plan_student`: the teacher's family and vocabulary in the `balanced`
+  shape (deep encoder, shallow decoder), random weights; `random/width` keeps the teacher's
+  depth at a narrower width, `random/depth` the teacher's width with fewer layers.
 * `shrink-alternating` / `shrink-first-last` — shrink-and-fine-tune (Shleifer & Rush 2020):
   the teacher's width with fewer layers (decoder layers go first, as in decoder pruning:
   decoding is where the time goes), every kept layer copied from a teacher layer — every
@@ -25,17 +26,19 @@ from transformers import (
 
 from bench.models import (
     RATIO_TOLERANCE,
+    SHAPES,
     StudentPlan,
     build_model,
     count_params,
+    plan_fewer_layers,
     plan_student,
     shape_of,
-    with_shape,
 )
 from bench.pretrained import load_config, load_model
 
 SHRINK_PATTERNS = ("alternating", "first-last")
-ALLOWED = ("random", *(f"shrink-{p}" for p in SHRINK_PATTERNS), "pretrained:<hub name or path>")
+ALLOWED = ("random", *(f"random/{s}" for s in SHAPES if s != "balanced"), *(f"shrink-{p}" for p in SHRINK_PATTERNS),
+           "pretrained:<hub name or path>")
 _LAYER_KEY = re.compile(r"(?:^|\.)(encoder|decoder)\.(?:block|layers)\.(\d+)\.")
 
 
@@ -44,6 +47,7 @@ class StudentInit:
     kind: Literal["random", "shrink", "pretrained"]
     pattern: str = ""  # shrink only
     source: str = ""  # pretrained only: hub name or local path
+    shape: str = "balanced"  # random only: `bench.models.SHAPES`
 
     @property
     def label(self) -> str:
@@ -52,13 +56,16 @@ class StudentInit:
             return f"shrink-{self.pattern}"
         if self.kind == "pretrained":
             return f"pretrained:{self.source}"
-        return "random"
+        return "random" if self.shape == "balanced" else f"random/{self.shape}"
 
 
 def parse_init(text: str) -> StudentInit:
-    """`random`, `shrink-alternating`, `shrink-first-last` or `pretrained:<name or path>`."""
+    """`random` (a `balanced` student), `random/width`, `random/depth`, `shrink-alternating`,
+    `shrink-first-last` or `pretrained:<name or path>`."""
     if text == "random":
         return StudentInit("random")
+    if text.startswith("random/") and text.removeprefix("random/") in SHAPES:
+        return StudentInit("random", shape=text.removeprefix("random/"))
     if text.startswith("shrink-") and text.removeprefix("shrink-") in SHRINK_PATTERNS:
         return StudentInit("shrink", pattern=text.removeprefix("shrink-"))
     if text.startswith("pretrained:") and text.removeprefix("pretrained:").strip():
@@ -78,40 +85,8 @@ def kept_layers(total: int, keep: int, pattern: str) -> list[int]:
 
 
 def plan_shrink(teacher_config: PretrainedConfig, ratio: float) -> StudentPlan:
-    """The teacher's width with the layer counts closest to teacher/ratio parameters; among
-    those within ±10%, the one that keeps the most encoder layers."""
-    teacher = shape_of(teacher_config)
-    teacher_params = count_params(teacher_config)
-    target = teacher_params / ratio
-    def shaped(enc: int, dec: int):
-        return type(teacher)(teacher.d_model, teacher.ffn_dim, enc, dec, teacher.heads)
-
-    # parameters are affine in the layer counts: three counts give every combination
-    base = count_params(with_shape(teacher_config, shaped(1, 1)))
-    per_enc = count_params(with_shape(teacher_config, shaped(2, 1))) - base
-    per_dec = count_params(with_shape(teacher_config, shaped(1, 2))) - base
-    candidates = []
-    for enc in range(1, teacher.encoder_layers + 1):
-        for dec in range(1, teacher.decoder_layers + 1):
-            if teacher_config.model_type == "t5" and dec > enc:  # T5 cannot generate then (transformers 5)
-                continue
-            n = base + (enc - 1) * per_enc + (dec - 1) * per_dec
-            candidates.append((abs(n - target) / target, enc, shaped(enc, dec), n))
-    within = [c for c in candidates if c[0] <= RATIO_TOLERANCE]
-    if not within:
-        err, _, _, n = min(candidates, key=lambda c: c[0])
-        smallest = min(c[3] for c in candidates)
-        raise ValueError(
-            f"cannot shrink the teacher ({teacher_params:,} params, {teacher.encoder_layers}+"
-            f"{teacher.decoder_layers} layers) to compression ratio {ratio} by dropping layers: the "
-            f"closest has {n:,} params ({err:.0%} off); with one layer each it is "
-            f"{teacher_params / smallest:.2f}x smaller at most — use init 'random' or a ratio "
-            f"reachable by removing layers")
-    _, _, shape, n = max(within, key=lambda c: (c[1], -c[0]))
-    config = with_shape(teacher_config, shape)
-    if count_params(config) != n:  # an architecture whose layers differ in size
-        raise RuntimeError(f"shrink planning assumed equal-sized layers for {config.model_type}")
-    return StudentPlan(config, n, teacher_params, ratio)
+    """Shrink-and-fine-tune's student: the teacher's width with fewer layers (`plan_fewer_layers`)."""
+    return plan_fewer_layers(teacher_config, ratio)
 
 
 def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, pattern: str) -> dict[str, list[int]]:
@@ -163,5 +138,5 @@ def make_student(init: StudentInit, teacher_path: str, ratio: float, seed: int) 
         student = build_model(plan.config, seed)
         copy_teacher_layers(student, load_model(teacher_path, "teacher"), init.pattern)
         return student, plan
-    plan = plan_student(teacher_config, ratio)
+    plan = plan_student(teacher_config, ratio, init.shape)
     return build_model(plan.config, seed), plan

@@ -68,8 +68,9 @@ def ablation_display(frame: pd.DataFrame, task: str, metric: str, significance=N
     bold.insert(0, "PTs per input", False)
     bold.insert(0, "PT strategy", False)
     note = (f"Test {metric_name(metric)}, mean ± 95% t-interval over seeds; bold: best PT "
-            f"set per column; ‡: significantly different from seq_kd (paired bootstrap, "
-            f"p < 0.05). All other settings of these methods are identical.")
+            f"set per column; ‡: significantly different from seq_kd (two-level paired "
+            f"bootstrap over seeds and test examples, p < 0.05). All other settings of these "
+            f"methods are identical.")
     return DisplayTable(f"{task}: pseudo-target count and strategy", data, bold, note)
 
 

@@ -10,8 +10,9 @@ import math
 
 import pandas as pd
 
-from reports.frame import TEACHER, ok_rows
+from reports.frame import TEACHER, is_student, ok_rows, reference_labels
 from reports.headline import metric_name
+from reports.significance import NOT_COVERED
 from reports.stats import gain, lower_is_better, retained
 from reports.tables import MISSING, DisplayTable, best_mask, metric_stats, ratio_label
 
@@ -21,10 +22,13 @@ GAIN_BASELINE = "ft"
 def retention_display(frame: pd.DataFrame, task: str, metric: str) -> DisplayTable | None:
     """Student × ratio: 100 × fraction of the teacher's score kept; None without a teacher."""
     stats = metric_stats(frame, task, metric)
-    teacher = stats.loc[stats["method"] == TEACHER, "mean"]
-    students = stats[stats["method"] != TEACHER]
-    if teacher.empty or students.empty:
-        return None
+    rows = ok_rows(frame)
+    rows = rows[rows["task"] == task]
+    teacher_labels = set(rows.loc[rows["role"] == TEACHER, "label"])
+    teacher = stats.loc[stats["method"].isin(teacher_labels), "mean"]
+    students = stats[~stats["method"].isin(reference_labels(rows))]
+    if teacher.empty or students.empty or len(teacher_labels) > 1:
+        return None  # several teachers (specs told apart): retention of which is ambiguous
     teacher_score = float(teacher.mean())
     values = students.assign(
         value=[retained(m, teacher_score, metric) for m in students["mean"]])
@@ -40,10 +44,10 @@ def retention_display(frame: pd.DataFrame, task: str, metric: str) -> DisplayTab
 def gain_display(frame: pd.DataFrame, task: str, metric: str) -> DisplayTable | None:
     """Student × ratio: seed mean minus `ft`'s at the same ratio (and student init)."""
     rows = ok_rows(frame)
-    rows = rows[(rows["task"] == task) & (rows["role"] != TEACHER)]
+    rows = rows[(rows["task"] == task) & is_student(rows)]
     identity = rows.drop_duplicates("label").set_index("label")
     stats = metric_stats(frame, task, metric)
-    stats = stats[stats["method"] != TEACHER]
+    stats = stats[stats["method"].isin(identity.index)]
     stats = stats.assign(
         base_method=stats["method"].map(identity["method"]),
         init=stats["method"].map(identity["student_init"]),
@@ -69,8 +73,9 @@ def gain_display(frame: pd.DataFrame, task: str, metric: str) -> DisplayTable | 
                         _bold(pivot), note)
 
 
-def significance_display(sig_table: pd.DataFrame, task: str) -> DisplayTable | None:
-    """Every comparison of one task: Δ, its bootstrap interval and the p-value."""
+def significance_display(sig_table: pd.DataFrame, task: str, withheld: str | None = None
+                         ) -> DisplayTable | None:
+    """Every comparison of one task: Δ, its bootstrap interval, p and what it covers."""
     rows = sig_table[sig_table["task"] == task]
     if rows.empty:
         return None
@@ -86,17 +91,29 @@ def significance_display(sig_table: pd.DataFrame, task: str) -> DisplayTable | N
         "95% CI of Δ": [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in
                         zip(rows["delta_low"], rows["delta_high"])],
         "p": rows["p_value"].map(lambda p: f"{p:.3f}"),
-        "significant": rows["significant"].map(lambda s: "yes" if s else "no"),
+        "significant": [_verdict(r) for r in rows.to_dict("records")],
         "seeds": [f"{a} vs {b}" for a, b in zip(rows["seeds"], rows["baseline_seeds"])],
         "test examples": rows["n_examples"].map(str),
     }).reset_index(drop=True)
-    note = (f"Paired bootstrap over the {int(rows['n_examples'].iloc[0])} test examples "
-            f"({int(rows['resamples'].iloc[0]):,} resamples, seed "
-            f"{int(rows['bootstrap_seed'].iloc[0])}): test {metric_name(metric)} recomputed with "
-            f"sacreBLEU from the stored outputs, averaged over seeds; Δ = method − baseline; "
-            f"two-sided p; significant when p < 0.05.")
+    note = (f"Two-level paired bootstrap (up to {int(rows['resamples'].max()):,} resamples, "
+            f"seed {int(rows['bootstrap_seed'].iloc[0])}): each resample draws the "
+            f"{int(rows['n_examples'].iloc[0])} test examples with replacement (one draw for "
+            f"every seed of both systems) and each system's seeds with replacement "
+            f"(independently per system); a system's score is the mean over its drawn seeds of "
+            f"test {metric_name(metric)} recomputed from the stored outputs. Δ = method − "
+            f"baseline; two-sided p; significant when p < 0.05. With one seed on a side only "
+            f"the test examples are resampled: such a result says nothing about another "
+            f"training run.")
+    if withheld:
+        note += f" Not meaningful for this task: {withheld}"
     return DisplayTable(f"{task}: paired bootstrap against ft and seq_kd", data, None, note,
                         index=False)
+
+
+def _verdict(row: dict) -> str:
+    if not row["significant"]:
+        return "no"
+    return "yes" if row["training_variance"] else f"yes ({NOT_COVERED})"
 
 
 def _pivot(values: pd.DataFrame) -> pd.DataFrame:

@@ -6,15 +6,16 @@ ROUGE-L without the report knowing about it in advance.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from reports.frame import TEACHER, method_label, ok_rows
+from reports.frame import method_label, ok_rows
 
 HEADLINE = "bleu"
 METRIC_NAMES = {
     "bleu": "BLEU", "chrf": "chrF", "ter": "TER", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2",
     "rougeL": "ROUGE-L", "dev_loss": "dev loss", "latency_ms": "latency (greedy)",
-    "dev_bleu": "dev BLEU", "loss": "training loss",
+    "dev_bleu": "dev BLEU", "loss": "training loss", "dev_metric": "dev headline",
 }
 # Units for axis labels; quality scores are on sacreBLEU's / rouge-score's 0–100 scale.
 METRIC_UNITS = {
@@ -51,27 +52,24 @@ def headlines(frame: pd.DataFrame) -> dict[str, str]:
     return {task: headline_metric(frame, task) for task in task_names(frame)}
 
 
-def quality_frame(frame: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFrame:
-    """Long frame of successful rows with each task's headline score in `value`.
+QUALITY_COLUMNS = ["task", "label", "method", "student_init", "role", "ratio", "seed", "run_id",
+                   "metric", "value", "latency_ms", "flops_total", "pt_strategy", "pt_k"]
 
-    Columns: task, label, method, student_init, role, ratio, seed, run_id, metric, value,
-    latency_ms, pt_strategy, pt_k (the PT set of plain sequence-level methods). Rows whose headline score is missing are left out.
-    """
+
+def quality_frame(frame: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFrame:
+    """Long frame (QUALITY_COLUMNS) of successful rows with each task's headline score in
+    `value`; rows whose headline score is missing are left out. The label is the frame's
+    (teacher rows are "teacher", or "teacher · spec …" when teachers of several specs merged)."""
     rows = ok_rows(frame)
     rows = rows[rows["task"].isin(list(metrics))]
     if rows.empty:
-        return pd.DataFrame(columns=["task", "label", "method", "student_init", "role", "ratio",
-                                     "seed", "run_id", "metric", "value", "latency_ms", "pt_strategy",
-                                     "pt_k"])
+        return pd.DataFrame(columns=QUALITY_COLUMNS)
     metric = rows["task"].map(metrics)
-    value = [row[m] if m in row.index else float("nan") for (_, row), m in
-             zip(rows.iterrows(), metric)]
-    out = pd.DataFrame({
-        "task": rows["task"], "label": method_label(rows), "method": rows["method"],
-        "student_init": rows["student_init"], "role": rows["role"], "ratio": rows["ratio"],
-        "seed": rows["seed"], "run_id": rows["run_id"], "metric": metric,
-        "value": pd.to_numeric(pd.Series(value, index=rows.index), errors="coerce"),
-        "latency_ms": rows["latency_ms"], "pt_strategy": rows["pt_strategy"], "pt_k": rows["pt_k"],
-    })
-    out.loc[out["role"] == TEACHER, "label"] = TEACHER
+    value = pd.Series(np.nan, index=rows.index, dtype="float64")
+    for name in metric.unique():
+        if name in rows.columns:
+            hit = metric == name
+            value[hit] = pd.to_numeric(rows.loc[hit, name], errors="coerce")
+    out = rows[[c for c in QUALITY_COLUMNS if c in rows.columns and c not in ("metric", "value")]]
+    out = out.assign(label=method_label(rows), metric=metric, value=value)[QUALITY_COLUMNS]
     return out[out["value"].notna()].reset_index(drop=True)

@@ -10,7 +10,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from reports.content import FigureItem, ReportContent, Section
+from reports.content import Alert, FigureItem, ReportContent, Section
 from reports.meta import RunMeta
 from reports.tables import DisplayTable
 
@@ -35,6 +35,8 @@ font-size:.82rem;max-width:60rem;color:#a40000}
 figure{margin:1rem 0}figcaption{color:#555;font-size:.88rem}
 img{max-width:100%;height:auto;border:1px solid #eee}
 .scroll{overflow-x:auto;max-width:100%}
+.alert{border-left:6px solid #c0392b;background:#fdecea;color:#7b1d12;font-weight:600;
+padding:.6rem .9rem;margin:.6rem 0;border-radius:4px}
 """
 
 
@@ -50,6 +52,9 @@ def write_html(content: ReportContent, path: Path | str) -> Path:
         parts.append(_table(DisplayTable("", content.failed, index=False, css="failed")))
     else:
         parts.append("<p>None.</p>")
+    if content.failed_total > len(content.failed):
+        parts.append(f'<p class="note">… and {content.failed_total - len(content.failed):,} '
+                     f'more: every failed trial is in results.csv (status error).</p>')
     parts.append("</section>")
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -79,6 +84,8 @@ def _section(section: Section) -> str:
             parts.append(_table(block))
             if block.note:
                 parts.append(f'<p class="note">{escape(block.note)}</p>')
+        elif isinstance(block, Alert):
+            parts.append(f'<p class="alert" role="alert">⚠ {escape(block.text)}</p>')
         elif isinstance(block, FigureItem):
             parts.append(_figure(block))
         else:

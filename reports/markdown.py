@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from reports.content import FigureItem, ReportContent, Section
+from reports.content import Alert, FigureItem, ReportContent, Section
 from reports.html_page import TITLE
 from reports.tables import DisplayTable
 
@@ -30,6 +30,9 @@ def write_markdown(content: ReportContent, path: Path | str) -> Path:
     lines += ["## Failed trials", ""]
     failed = DisplayTable("", content.failed, index=False)
     lines += [_table(failed) if len(content.failed) else "None.", ""]
+    if content.failed_total > len(content.failed):
+        lines += [f"*… and {content.failed_total - len(content.failed):,} more: every failed "
+                  f"trial is in results.csv (status error).*", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -43,6 +46,8 @@ def _section(section: Section, out_dir: Path) -> list[str]:
             lines += [_table(block), ""]
             if block.note:
                 lines += [f"*{_esc(block.note)}*", ""]
+        elif isinstance(block, Alert):
+            lines += [f"> **⚠ {_esc(block.text)}**", ""]
         elif isinstance(block, FigureItem):
             p = Path(block.path)
             rel = p.name if p.parent.resolve() == out_dir.resolve() else str(p)

@@ -32,6 +32,7 @@ class RunMeta:
     versions: dict[str, Any] = field(default_factory=dict)
     spec_text: str | None = None  # the run's spec.yaml, verbatim (truncated if huge)
     wall_seconds: float | None = None  # from run.json, when the timestamps are missing
+    study: dict[str, Any] | None = None  # run.json `study`: the claims the run tests
 
     @property
     def duration(self) -> str | None:
@@ -79,6 +80,7 @@ def run_meta(run_dir: Path | str) -> RunMeta:
         spec_text=_read_text(run_dir / SPEC_FILE),
         wall_seconds=info.get("wall_seconds") if isinstance(
             info.get("wall_seconds"), (int, float)) else None,
+        study=info.get("study") if isinstance(info.get("study"), dict) else None,
     )
 
 

@@ -80,12 +80,14 @@ def pareto_plot(points: pd.DataFrame, path: Path | str) -> Path | None:
     fig, axes = figure_grid(len(tasks))
     for ax, task in zip(axes, tasks):
         part = points[points["task"] == task]
-        for _, p in part.iterrows():
-            teacher = p["label"] == TEACHER
-            ax.scatter(p["latency_ms"], p["value"], s=90 if teacher else 55, zorder=3,
-                       color="black" if teacher else colors[p["label"]],
-                       marker="*" if teacher else markers[p["ratio"]],
-                       edgecolor="white", linewidth=0.6)
+        teacher = part["label"] == TEACHER
+        for ratio, group in part[~teacher].groupby("ratio"):
+            ax.scatter(group["latency_ms"], group["value"], s=55, zorder=3,
+                       color=[colors[label] for label in group["label"]],
+                       marker=markers[ratio], edgecolor="white", linewidth=0.6)
+        if teacher.any():
+            ax.scatter(part.loc[teacher, "latency_ms"], part.loc[teacher, "value"], s=90,
+                       zorder=3, color="black", marker="*", edgecolor="white", linewidth=0.6)
         front = part[part["pareto"]].sort_values("latency_ms")
         ax.step(front["latency_ms"], front["value"], where="post", color="0.25",
                 linestyle=":", linewidth=1.4, zorder=2)

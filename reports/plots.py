@@ -2,10 +2,11 @@
 
 They answer the benchmark's question at a glance: how much test quality each distillation
 method keeps as the student shrinks, relative to the teacher (dashed line). Bands and error
-bars are the tables' 95% t-intervals over seeds (`stats.ci_bounds`), not seaborn's own
+bars are the tables' 95% t-intervals over seeds (`stats.summarize`), not seaborn's own
 bootstrap, so a figure never disagrees with a table. Everything is drawn on an explicit Agg
 canvas, so it never needs a display nor touches pyplot's global state; the helpers here are
-shared by the other figure modules.
+shared by the other figure modules. Figures are drawn from seed summaries with plain
+matplotlib calls (not seaborn's per-group estimators), which keeps a 10,000-row grid fast.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from reports.frame import TEACHER
+from reports.frame import BASELINE, REFERENCE_ROLES, TEACHER
 from reports.headline import axis_label
-from reports.stats import ci_bounds
+from reports.stats import summarize
 
 PLOT_FILE = "quality_vs_ratio.png"
 BARS_FILE = "quality_by_method.png"
@@ -69,84 +70,122 @@ def ratio_axis(ax, ratios: Sequence[float]) -> None:
     ax.set_xlabel(X_LABEL)
 
 
+def students_of(quality: pd.DataFrame) -> pd.DataFrame:
+    """The distilled students' rows (not the teacher, not the copy-input baseline)."""
+    return quality[~quality["role"].isin(REFERENCE_ROLES)]
+
+
+def reference_lines(ax, panel: pd.DataFrame) -> None:
+    """The teacher (dashed) and the copy-input baseline (dotted) as horizontal lines."""
+    for role, style in ((TEACHER, "--"), (BASELINE, ":")):
+        values = panel.loc[panel["role"] == role, "value"]
+        if not values.empty:
+            ax.axhline(values.mean(), color="0.3", linestyle=style, linewidth=1.2)
+
+
+def reference_handles(quality: pd.DataFrame) -> list[Line2D]:
+    handles = [Line2D([], [], color="0.3", linestyle="--", label=TEACHER)]
+    if (quality["role"] == BASELINE).any():
+        handles.append(Line2D([], [], color="0.3", linestyle=":", label="copy input (baseline)"))
+    return handles
+
+
 def several_seeds(quality: pd.DataFrame) -> bool:
-    students = quality[quality["role"] != TEACHER]
+    students = students_of(quality)
     return bool((students.groupby(["task", "label", "ratio"]).size() > 1).any())
+
+
+def seed_means(students: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, label, ratio): mean and the 95% t-interval over seeds, as `low`/`high`
+    collapsed onto the mean where one seed leaves it undefined (what `ci_bounds` gives)."""
+    stats = summarize(students, ["task", "label", "ratio"])
+    return stats.assign(low=stats["low"].fillna(stats["mean"]),
+                        high=stats["high"].fillna(stats["mean"]),
+                        ci=stats["ci"].fillna(0.0))
 
 
 def quality_plot(quality: pd.DataFrame, path: Path | str) -> Path | None:
     """Quality vs. ratio per task (`quality`: `headline.quality_frame`); None, and no stale
-    file, when there is nothing to plot."""
+    file, when there is nothing to plot. Drawn from the seed summaries (one line and one band
+    per method), so a grid of thousands of rows draws as fast as a small one."""
     data = quality[quality["ratio"].notna() & (quality["ratio"] > 0)]
     tasks = sorted(data["task"].unique())
     if not tasks:
         Path(path).unlink(missing_ok=True)
         return None
-    students = data[data["role"] != TEACHER]
+    students = students_of(data)
     colors = palette(students["label"])
     seeds = several_seeds(data)
+    means = seed_means(students)
     fig, axes = figure_grid(len(tasks))
     for ax, task in zip(axes, tasks):
         panel = data[data["task"] == task]
-        part = panel[panel["role"] != TEACHER]
-        if not part.empty:
-            sns.lineplot(
-                data=part, x="ratio", y="value", hue="label",
-                hue_order=[m for m in colors if m in set(part["label"])], palette=colors,
-                marker="o", markersize=7, estimator="mean",
-                errorbar=ci_bounds if seeds else None, err_style="band", ax=ax, legend=False,
-            )
-        teacher = panel.loc[panel["role"] == TEACHER, "value"]
-        if not teacher.empty:
-            ax.axhline(teacher.mean(), color="0.3", linestyle="--", linewidth=1.2)
-        ratios = list(part["ratio"]) + ([1.0] if not teacher.empty else [])
-        ratio_axis(ax, ratios)
+        for label, line in means[means["task"] == task].groupby("label"):
+            line = line.sort_values("ratio")
+            ax.plot(line["ratio"], line["mean"], marker="o", markersize=7, color=colors[label])
+            if seeds:
+                ax.fill_between(line["ratio"], line["low"], line["high"], color=colors[label],
+                                alpha=0.2, linewidth=0)
+        reference_lines(ax, panel)
+        has_teacher = (panel["role"] == TEACHER).any()
+        ratios = list(students.loc[students["task"] == task, "ratio"].unique())
+        ratio_axis(ax, ratios + ([1.0] if has_teacher else []))
         ax.set_title(task)
         ax.set_ylabel(axis_label(str(panel["metric"].iloc[0])))
         ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", label=m) for m, c in colors.items()]
-    handles.append(Line2D([], [], color="0.3", linestyle="--", label=TEACHER))
+    handles += reference_handles(data)
     fig.legend(handles=handles, loc="outside right center", title="method", frameon=False)
     band = "\nmean over seeds; band: 95% t-interval" if seeds else ""
     fig.suptitle(f"Test quality vs. compression ratio{band}", fontweight="bold")
     return save(fig, path)
 
 
+MAX_BARS_WIDTH = 14.0  # inches per panel: beyond it bars get thinner, not the page wider
+MAX_BARS = 60  # bars per panel beyond which the figure is skipped: too many to read
+
+
 def bars_plot(quality: pd.DataFrame, path: Path | str) -> Path | None:
-    """Per task, one bar per method and ratio (mean over seeds, 95% t-interval whiskers)."""
-    students = quality[(quality["role"] != TEACHER) & quality["ratio"].notna()]
+    """Per task, one bar per method and ratio (mean over seeds, 95% t-interval whiskers);
+    None (no figure) when a panel would hold more than MAX_BARS bars."""
+    students = students_of(quality)
+    students = students[students["ratio"].notna()]
     tasks = sorted(students["task"].unique())
     if not tasks:
         Path(path).unlink(missing_ok=True)
         return None
+    means = seed_means(students)
+    if means.groupby("task").size().max() > MAX_BARS:
+        Path(path).unlink(missing_ok=True)
+        return None  # the quality-vs-ratio figure and the tables show the same means
     ratios = sorted(students["ratio"].unique())
-    ratio_names = [f"×{r:g}" for r in ratios]
-    ratio_colors = dict(zip(ratio_names, sns.color_palette("crest", len(ratios))))
+    ratio_colors = dict(zip(ratios, sns.color_palette("crest", len(ratios))))
     seeds = several_seeds(quality)
     n_methods = students.groupby("task")["label"].nunique().max()
-    fig, axes = figure_grid(len(tasks), width=max(5.0, 0.55 * n_methods * max(len(ratios), 1)))
+    width = min(max(5.0, 0.55 * n_methods * max(len(ratios), 1)), MAX_BARS_WIDTH)
+    fig, axes = figure_grid(len(tasks), width=width)
+    bar = 0.8 / len(ratios)
     for ax, task in zip(axes, tasks):
-        part = students[students["task"] == task]
-        part = part.assign(ratio_name=part["ratio"].map(lambda r: f"×{r:g}"))
-        sns.barplot(
-            data=part, x="label", y="value", hue="ratio_name",
-            order=sorted(part["label"].unique()),
-            hue_order=[r for r in ratio_names if r in set(part["ratio_name"])],
-            palette=ratio_colors, estimator="mean", errorbar=ci_bounds if seeds else None,
-            capsize=0.15, err_kws={"linewidth": 1.0}, ax=ax, legend=False,
-        )
-        teacher = quality.loc[(quality["task"] == task) & (quality["role"] == TEACHER), "value"]
-        if not teacher.empty:
-            ax.axhline(teacher.mean(), color="0.3", linestyle="--", linewidth=1.2)
+        part = means[means["task"] == task]
+        labels = sorted(part["label"].unique())
+        x = {label: i for i, label in enumerate(labels)}
+        for k, ratio in enumerate(ratios):
+            group = part[part["ratio"] == ratio]
+            if group.empty:
+                continue
+            pos = [x[label] - 0.4 + bar * (k + 0.5) for label in group["label"]]
+            ax.bar(pos, group["mean"], width=bar, color=ratio_colors[ratio],
+                   yerr=group["ci"] if seeds else None, capsize=2.0,
+                   error_kw={"linewidth": 1.0})
+        reference_lines(ax, quality[quality["task"] == task])
+        ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
         ax.set_title(task)
         ax.set_xlabel("method")
-        ax.set_ylabel(axis_label(str(part["metric"].iloc[0])))
-        ax.tick_params(axis="x", labelrotation=35)
-        for tick in ax.get_xticklabels():
-            tick.set_horizontalalignment("right")
+        ax.set_ylabel(axis_label(str(students.loc[students["task"] == task, "metric"].iloc[0])))
         ax.grid(True, axis="y", alpha=0.3)
-    handles = [Line2D([], [], color=c, linewidth=8, label=r) for r, c in ratio_colors.items()]
-    handles.append(Line2D([], [], color="0.3", linestyle="--", label=TEACHER))
+    handles = [Line2D([], [], color=c, linewidth=8, label=f"×{r:g}")
+               for r, c in ratio_colors.items()]
+    handles += reference_handles(quality)
     fig.legend(handles=handles, loc="outside right center", title="compression ratio",
                frameon=False)
     whiskers = "\nmean over seeds; whiskers: 95% t-interval" if seeds else ""

@@ -1,213 +1,279 @@
-"""Paired bootstrap comparisons of every method against the baselines `ft` and `seq_kd`.
+"""Comparisons of every student against the baselines `ft` and `seq_kd`, in the headline
+metric of its task, by the two-level paired bootstrap over seeds and test examples.
 
-Reads the stored per-example outputs (`outputs_file` of a row, a JSON file
-`{"trial_key", "hypotheses": [...]}` relative to its run dir) and the test references
-(`RUN_DIR/references/<task>.json`: one list of reference strings per test example). A
-comparison is made at one compression ratio, between the seed sets of two systems on one
-test set; whatever prevents it (no outputs, a metric without sufficient statistics, runs
-with different test sets) is reported as a note rather than silently dropped.
+A *cell* is one system (label) at one compression ratio of one task: its seeds' per-example
+statistics on one test set (`ScoreStore`), scored on the task's shared example resamples.
+Cells are built once per report and shared with the Findings (`reports.findings`). A
+comparison is made between two cells on the same test set; whatever prevents one (no stored
+outputs, a metric without per-example statistics, seeds or runs with different test sets, a
+stored score that its outputs do not give back) is reported as a note, never dropped silently.
+
+What a result may claim depends on its seeds: a marker († ft, ‡ seq_kd) needs p < 0.05 with
+two seeds or more on both sides; with one seed on a side the example-level result is still
+shown, next to the words "1 seed: training variance not covered", and is never a finding.
+For a task whose teacher is no better than copying the input (`reports.teacher_check`), no
+marker is shown at all: the comparisons are listed with the reason instead.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reports.frame import TEACHER, ok_rows
-from reports.headline import metric_name, task_names
-from reports.stats import (
+from reports.bootstrap import (
     BOOTSTRAP_SAMPLES,
     BOOTSTRAP_SEED,
-    SACREBLEU_METRICS,
-    BootstrapScores,
     PairedResult,
-    bootstrap_scores,
+    SystemScores,
     compare,
-    corpus_score,
     resample_counts,
-    sufficient_stats,
+    score_seeds,
 )
+from reports.frame import SPEC_MARK, is_student, ok_rows
+from reports.headline import metric_name, task_names
+from reports.metric_stats import TestSet, supported
+from reports.outputs import OutputsError
+from reports.score_store import ScoreStore
 
 BASELINES = ("ft", "seq_kd")
-REFERENCES_DIR = "references"
+MARKERS = {"ft": "†", "seq_kd": "‡"}
+NOT_COVERED = "1 seed: training variance not covered"
 # A stored score and its recomputation from the stored outputs may differ by float noise only.
 RECOMPUTE_TOLERANCE = 0.01
+# The frame columns a cell needs of a row (to_dict of only these is much faster on big runs).
+ROW_FIELDS = ["task", "label", "method", "student_init", "ratio", "seed", "run_dir",
+              "outputs_file", "trial_key", "finished_at", "config_hash", "sacrebleu_tokenize"]
 COLUMNS = [
-    "task", "ratio", "label", "baseline", "metric", "score", "baseline_score", "delta",
-    "delta_low", "delta_high", "p_value", "significant", "seeds", "baseline_seeds", "n_examples",
-    "resamples", "bootstrap_seed",
+    "task", "ratio", "label", "baseline", "baseline_method", "metric", "score",
+    "baseline_score", "delta", "delta_low", "delta_high", "p_value", "significant", "seeds",
+    "baseline_seeds", "n_examples", "resamples", "bootstrap_seed", "training_variance",
+    "marked",
 ]
 
 
 @dataclass
-class Significance:
-    """All comparisons (one row each, `COLUMNS`) and why any were not made."""
+class Cell:
+    """One system at one ratio of one task, on one test set."""
 
-    table: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-
-    def result(self, task: str, label: str, ratio: float, baseline: str) -> dict | None:
-        """The comparison row of (task, label, ratio) against the baseline method, if made."""
-        t = self.table
-        hit = t[(t["task"] == task) & (t["label"] == label) & (t["ratio"] == ratio)
-                & (t["baseline_method"] == baseline)]
-        return None if hit.empty else hit.iloc[0].to_dict()
-
-
-class OutputsError(ValueError):
-    """Stored outputs that cannot be used for a comparison (the message says why)."""
-
-
-def load_references(run_dir: Path | str, task: str) -> list[list[str]] | None:
-    """The task's test references of a run, None when the run did not store them."""
-    data = _read_json(Path(run_dir) / REFERENCES_DIR / f"{task}.json")
-    if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
-        return None
-    return [[str(x) for x in refs] for refs in data]
-
-
-def load_hypotheses(run_dir: Path | str, outputs_file: str, trial_key: str) -> list[str]:
-    """A row's stored test outputs; raises OutputsError naming what is wrong."""
-    path = Path(run_dir) / outputs_file
-    data = _read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("hypotheses"), list):
-        raise OutputsError(f"{path}: missing or malformed (needs a 'hypotheses' list)")
-    if data.get("trial_key") not in (None, trial_key):
-        raise OutputsError(f"{path}: holds outputs of {data.get('trial_key')!r}, not {trial_key!r}")
-    return [str(h) for h in data["hypotheses"]]
-
-
-def significance(
-    frame: pd.DataFrame, metrics: dict[str, str], n_samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-) -> Significance:
-    """Paired bootstrap of every student (task, label, ratio) against `BASELINES` there."""
-    records: list[dict[str, Any]] = []
-    notes: list[str] = []
-    rows = ok_rows(frame)
-    rows = rows[rows["role"] != TEACHER]
-    for task in task_names(rows):
-        metric = metrics.get(task, "bleu")
-        task_rows = rows[rows["task"] == task]
-        if not set(task_rows["method"]) & set(BASELINES):
-            continue
-        if metric not in SACREBLEU_METRICS:
-            notes.append(f"{task}: no paired bootstrap for {metric_name(metric)} (it needs "
-                         f"per-example sufficient statistics: BLEU, chrF or TER)")
-            continue
-        cells, cell_notes = _cells(task_rows, task, metric)
-        notes += cell_notes
-        records += _compare_cells(cells, task, metric, n_samples, seed)
-    table = pd.DataFrame.from_records(records, columns=[*COLUMNS, "baseline_method"])
-    return Significance(table, notes)
-
-
-@dataclass
-class _Cell:
+    task: str
     label: str
     method: str
     init: str | None
     ratio: float
-    refs_digest: str
-    stats: list[np.ndarray]
+    test_key: tuple[str, str | None]  # (references digest, sacreBLEU tokenizer)
+    scores: SystemScores
+
+    @property
+    def spec(self) -> str | None:
+        """The spec tag of a label told apart by spec (see `reports.frame`), else None."""
+        return self.label.split(SPEC_MARK, 1)[1] if SPEC_MARK in self.label else None
 
 
-def _cells(rows: pd.DataFrame, task: str, metric: str) -> tuple[list[_Cell], list[str]]:
-    """Per (label, ratio): the seeds' sufficient statistics, all on one test set."""
+@dataclass
+class Cells:
+    """Every cell of the report, per task, with the task's metric and what could not be used."""
+
+    metrics: dict[str, str]
+    by_task: dict[str, list[Cell]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    n_samples: int = BOOTSTRAP_SAMPLES
+    seed: int = BOOTSTRAP_SEED
+
+    def compare(self, a: Cell, b: Cell) -> PairedResult | None:
+        """a − b, or None when the two were tested on different test sets."""
+        if a.test_key != b.test_key:
+            return None
+        return compare(a.scores, b.scores, self.seed)
+
+
+def build_cells(frame: pd.DataFrame, metrics: dict[str, str], store: ScoreStore | None = None,
+                n_samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> Cells:
+    """Score the stored outputs of every successful student row in its task's headline."""
+    store = store or ScoreStore()
+    cells = Cells(metrics, n_samples=n_samples, seed=seed)
+    rows = ok_rows(frame)
+    rows = rows[is_student(rows)]
+    for task in task_names(rows):
+        metric = metrics.get(task, "bleu")
+        if not supported(metric):
+            cells.notes.append(f"{task}: no paired bootstrap for {metric_name(metric)} (it "
+                               f"needs per-example statistics: BLEU, chrF, TER or ROUGE)")
+            continue
+        task_cells, notes = _task_cells(rows[rows["task"] == task], task, metric, store,
+                                        n_samples, seed)
+        cells.by_task[task] = task_cells
+        cells.notes += notes
+    return cells
+
+
+@dataclass
+class _Seed:
+    """One row of a cell: its test set and either its cached scores or its statistics."""
+
+    row: dict
+    test_set: TestSet
+    test_key: tuple[str, str | None]
+    tokenize: str | None
+    stats: np.ndarray | None  # (examples × k), only when `scores` had to be computed
+    scores: np.ndarray | None  # full-test-set score, then one per resample
+
+
+def _task_cells(rows: pd.DataFrame, task: str, metric: str, store: ScoreStore,
+                n_samples: int, seed: int) -> tuple[list[Cell], list[str]]:
     notes: list[str] = []
-    refs_cache: dict[str, tuple[str, list[list[str]]] | None] = {}
     missing = 0
-    cells = []
-    for (label, ratio), group in rows.groupby(["label", "ratio"], sort=True):
-        stats, digests = [], set()
-        for _, row in group.iterrows():
-            if row["outputs_file"] is None or row["run_dir"] is None:
-                missing += 1
-                continue
-            run_dir = row["run_dir"]
-            if run_dir not in refs_cache:
-                refs = load_references(run_dir, task)
-                refs_cache[run_dir] = None if refs is None else (_digest(refs), refs)
-            if refs_cache[run_dir] is None:
-                missing += 1
-                continue
-            digest, refs = refs_cache[run_dir]
-            where = f"{task} {label} ×{ratio:g} seed {row['seed']}"
+    protocol = f"{n_samples}x{seed}"
+    seeds: dict[tuple[str, float], list[_Seed]] = {}
+    for row in rows[ROW_FIELDS].assign(stored=rows[metric]).to_dict("records"):
+        test_set = store.test_set(row["run_dir"], task) if row["run_dir"] else None
+        if test_set is None or not row["outputs_file"]:
+            missing += 1
+            continue
+        tokenize = row.get("sacrebleu_tokenize") if metric == "bleu" else None
+        scores = store.scores(row, test_set, metric, tokenize, protocol)
+        stats = None
+        if scores is None or scores.shape != (n_samples + 1,):
+            scores = None
             try:
-                hyps = load_hypotheses(run_dir, row["outputs_file"], row["trial_key"])
-                seed_stats = sufficient_stats(metric, hyps, refs)
-            except ValueError as exc:
-                notes.append(f"{where}: {exc}")
+                stats = store.stats(row, test_set, metric, tokenize)
+            except (OutputsError, ValueError) as exc:
+                notes.append(f"{_where(row)}: {exc}")
                 continue
-            recomputed, stored = corpus_score(metric, seed_stats), row[metric]
-            if not abs(recomputed - stored) <= RECOMPUTE_TOLERANCE:  # also catches NaN
-                notes.append(f"{where}: stored {metric_name(metric)} {stored:.2f}, recomputed "
-                             f"from its stored outputs {recomputed:.2f}")
-            stats.append(seed_stats)
-            digests.add(digest)
-        if len(digests) > 1:
-            notes.append(f"{task} {label} ×{ratio:g}: seeds were tested on different test "
-                         f"sets (runs with different references); not compared")
-        elif stats:
-            first = group.iloc[0]
-            cells.append(_Cell(label, first["method"], first["student_init"], float(ratio),
-                               digests.pop(), stats))
+        seeds.setdefault((row["label"], float(row["ratio"])), []).append(
+            _Seed(row, test_set, (test_set.digest, tokenize), tokenize, stats, scores))
     if missing:
         notes.append(f"{task}: {missing} successful trial(s) without stored outputs or "
                      f"references; left out of the significance tests")
+    groups = []
+    for (label, ratio), members in sorted(seeds.items()):
+        if len({m.test_key for m in members}) > 1:
+            notes.append(f"{task} {label} ×{ratio:g}: seeds were tested on different test "
+                         f"sets (runs with different references or tokenizers); not compared")
+        else:
+            groups.append((label, ratio, members))
+    _fill_scores([m for _, _, members in groups for m in members], metric, store, protocol,
+                 n_samples, seed)
+    cells = []
+    for label, ratio, members in groups:
+        scores = np.stack([m.scores for m in members])
+        first = members[0]
+        cells.append(Cell(task, label, first.row["method"], first.row["student_init"], ratio,
+                          first.test_key, SystemScores(scores[:, 0], scores[:, 1:],
+                                                       len(first.test_set))))
+        for m in members:
+            recomputed, stored = m.scores[0], m.row["stored"]
+            if not abs(recomputed - stored) <= RECOMPUTE_TOLERANCE:  # also catches NaN
+                notes.append(f"{_where(m.row)}: stored {metric_name(metric)} {stored:.2f}, "
+                             f"recomputed from its stored outputs {recomputed:.2f}")
     return cells, notes
 
 
-def _compare_cells(
-    cells: list[_Cell], task: str, metric: str, n_samples: int, seed: int
-) -> list[dict[str, Any]]:
-    counts: dict[tuple[str, int], np.ndarray] = {}
-    scores: dict[int, BootstrapScores] = {}
+def _fill_scores(members: list[_Seed], metric: str, store: ScoreStore, protocol: str,
+                 n_samples: int, seed: int) -> None:
+    """Score the seeds without cached scores: per test set, all in one batch."""
+    by_test: dict[tuple, list[_Seed]] = {}
+    for m in members:
+        if m.scores is None:
+            by_test.setdefault(m.test_key, []).append(m)
+    for todo in by_test.values():
+        counts = resample_counts(len(todo[0].test_set), n_samples, seed)
+        observed, resampled = score_seeds(metric, [m.stats for m in todo], counts)
+        for m, full, resamples in zip(todo, observed, resampled):
+            m.scores = np.concatenate([[full], resamples])
+            store.put_scores(m.row, m.test_set, metric, m.tokenize, protocol, m.scores)
 
-    def scored(i: int) -> BootstrapScores:
-        if i not in scores:
-            cell = cells[i]
-            n = cell.stats[0].shape[0]
-            key = (cell.refs_digest, n)
-            if key not in counts:
-                counts[key] = resample_counts(n, n_samples, seed)
-            scores[i] = bootstrap_scores(metric, cell.stats, counts[key])
-        return scores[i]
 
-    index = {(c.method, c.init, c.ratio): i for i, c in enumerate(cells)}
-    records = []
-    for i, cell in enumerate(cells):
-        for baseline in BASELINES:
-            j = index.get((baseline, cell.init, cell.ratio))
-            if j is None or cells[j].method == cell.method:
+def _where(row: dict) -> str:
+    return f"{row['task']} {row['label']} ×{row['ratio']:g} seed {row['seed']}"
+
+
+@dataclass
+class Significance:
+    """All comparisons against the baselines (one row each, `COLUMNS`), why any were not
+    made, and the tasks whose markers are withheld (task → reason)."""
+
+    table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    withheld: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._index = {
+            (r["task"], r["label"], r["ratio"], r["baseline_method"]): r
+            for r in self.table.to_dict("records")}
+
+    def result(self, task: str, label: str, ratio: float, baseline: str) -> dict | None:
+        """The comparison row of (task, label, ratio) against the baseline method, if made."""
+        return self._index.get((task, label, float(ratio), baseline))
+
+    def markers(self, task: str, label: str, ratio: float) -> str:
+        """" †‡" for marked differences; "(† 1 seed: training variance not covered)" for
+        example-level ones with a single seed on a side; "" otherwise or when withheld."""
+        if task in self.withheld:
+            return ""
+        marked, uncovered = "", ""
+        for baseline, mark in MARKERS.items():
+            r = self.result(task, label, ratio, baseline)
+            if r is None or not r["significant"]:
                 continue
-            if cells[j].refs_digest != cell.refs_digest:
-                continue
-            result: PairedResult = compare(scored(i), scored(j), cell.stats[0].shape[0])
-            records.append({
-                "task": task, "ratio": cell.ratio, "label": cell.label,
-                "baseline": cells[j].label, "baseline_method": baseline, "metric": metric,
-                "score": scored(i).observed, "baseline_score": scored(j).observed,
-                "delta": result.delta, "delta_low": result.low, "delta_high": result.high,
-                "p_value": result.p_value, "significant": result.significant,
-                "seeds": len(cell.stats), "baseline_seeds": len(cells[j].stats),
-                "n_examples": result.n_examples, "resamples": result.n_samples,
-                "bootstrap_seed": seed,
-            })
-    return records
+            if r["marked"]:
+                marked += mark
+            elif not r["training_variance"]:
+                uncovered += mark
+        text = f" {marked}" if marked else ""
+        return text + (f" ({uncovered} {NOT_COVERED})" if uncovered else "")
 
 
-def _digest(refs: list[list[str]]) -> str:
-    return hashlib.sha256(json.dumps(refs).encode("utf-8")).hexdigest()[:16]
+def significance(
+    frame: pd.DataFrame, metrics: dict[str, str], store: ScoreStore | None = None,
+    withheld: dict[str, str] | None = None, cells: Cells | None = None,
+    n_samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+) -> Significance:
+    """Every student cell against `BASELINES` at its ratio and student init (and spec, when
+    specs were told apart)."""
+    cells = cells or build_cells(frame, metrics, store, n_samples, seed)
+    withheld = dict(withheld or {})
+    records: list[dict[str, Any]] = []
+    notes = list(cells.notes)
+    for task, task_cells in cells.by_task.items():
+        for cell in task_cells:
+            for baseline in BASELINES:
+                if cell.method == baseline:
+                    continue
+                base = _baseline_cell(task_cells, cell, baseline, notes)
+                if base is None:
+                    continue
+                result = cells.compare(cell, base)
+                if result is not None:
+                    records.append(_record(cell, base, baseline, result, cells, task in withheld))
+    table = pd.DataFrame.from_records(records, columns=COLUMNS)
+    return Significance(table, notes, withheld)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+def _baseline_cell(task_cells: list[Cell], cell: Cell, baseline: str, notes: list[str]
+                   ) -> Cell | None:
+    candidates = [c for c in task_cells if c.method == baseline and c.init == cell.init
+                  and c.ratio == cell.ratio and c.test_key == cell.test_key]
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if c.spec == cell.spec]
+        if len(candidates) != 1:
+            notes.append(f"{cell.task} {cell.label} ×{cell.ratio:g}: {baseline} ran with "
+                         f"several specs and none matches this one; not compared with it")
+            return None
+    return candidates[0] if candidates else None
+
+
+def _record(cell: Cell, base: Cell, baseline: str, result: PairedResult, cells: Cells,
+            withheld: bool) -> dict[str, Any]:
+    return {
+        "task": cell.task, "ratio": cell.ratio, "label": cell.label, "baseline": base.label,
+        "baseline_method": baseline, "metric": cells.metrics[cell.task],
+        "score": cell.scores.mean, "baseline_score": base.scores.mean,
+        "delta": result.delta, "delta_low": result.low, "delta_high": result.high,
+        "p_value": result.p_value, "significant": result.significant,
+        "seeds": result.seeds_a, "baseline_seeds": result.seeds_b,
+        "n_examples": result.n_examples, "resamples": result.n_samples,
+        "bootstrap_seed": cells.seed, "training_variance": result.covers_training_variance,
+        "marked": result.significant and result.covers_training_variance and not withheld,
+    }

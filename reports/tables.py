@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.frame import TEACHER, method_label, ok_rows
+from reports.frame import BASELINE, TEACHER, method_label, ok_rows, reference_labels
 from reports.headline import (  # noqa: F401  (re-exported: older callers import them here)
     HEADLINE,
     METRIC_NAMES,
@@ -24,7 +24,7 @@ from reports.stats import lower_is_better, summarize
 
 MISSING = "—"
 NO_CI = "n/a"  # a one-seed cell: the interval is undefined, not zero
-MARKERS = {"ft": "†", "seq_kd": "‡"}  # significantly different from this baseline
+FLAT_ROWS_LIMIT = 500  # beyond this the per-trial listing is results.csv, not a page table
 
 
 @dataclass
@@ -56,22 +56,26 @@ def metric_pivot(
 ) -> pd.DataFrame:
     """Method × ratio table of `stat` (mean, std, n, ci, low or high) of `metric` for a task.
 
-    Index: "teacher" first (at its ratio 1.0), then methods sorted; columns: ratios ascending.
+    Index: the teacher first (at its ratio 1.0), then the copy-input baseline, then the
+    students sorted; columns: ratios ascending.
     """
     stats = metric_stats(frame, task, metric)
     if stats.empty:
         return pd.DataFrame()
     table = stats.pivot(index="method", columns="ratio", values=stat)
-    order = sorted(table.index, key=lambda m: (m != TEACHER, str(m)))
+    roles = _roles(frame)
+    rank = {TEACHER: 0, BASELINE: 1}
+    order = sorted(table.index, key=lambda m: (rank.get(roles.get(m), 2), str(m)))
     table = table.reindex(index=order, columns=sorted(table.columns))
     table.index.name, table.columns.name = "method", "ratio"
     return table
 
 
-def best_mask(mean: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """True at each ratio column's best student mean (ties all marked; teacher excluded)."""
+def best_mask(mean: pd.DataFrame, metric: str, exclude=(TEACHER,)) -> pd.DataFrame:
+    """True at each ratio column's best student mean (ties all marked; the rows in
+    `exclude` — the teacher, the copy-input baseline — never)."""
     mask = pd.DataFrame(False, index=mean.index, columns=mean.columns)
-    students = mean.drop(index=[TEACHER], errors="ignore")
+    students = mean.drop(index=list(exclude), errors="ignore")
     for col in mean.columns:
         values = students[col].dropna()
         if values.empty:
@@ -92,28 +96,39 @@ def results_display(
         return DisplayTable(title, pd.DataFrame())
     ci = metric_pivot(frame, task, metric, "ci")
     n = metric_pivot(frame, task, metric, "n")
-    students = n.drop(index=[TEACHER], errors="ignore")
+    references = reference_labels(frame[frame["task"] == task]) | {TEACHER}
+    students = n.drop(index=list(references), errors="ignore")
     full_n = int(students.max().max()) if students.notna().any().any() else 1
     cells = {}
     for ratio in mean.columns:
         column = []
         for label in mean.index:
             text = mean_ci(mean.at[label, ratio], ci.at[label, ratio], n.at[label, ratio])
-            if text != MISSING and label != TEACHER:
+            if text != MISSING and label not in references:
                 count = n.at[label, ratio]
                 if not _is_missing(count) and int(count) < full_n:
                     text += f" (n={int(count)})"
-                text += _markers(significance, task, label, ratio)
+                if significance is not None:
+                    text += significance.markers(task, label, ratio)
             column.append(text)
         cells[ratio_label(ratio)] = column
     data = pd.DataFrame(cells, index=pd.Index(mean.index, name="method"))
-    bold = best_mask(mean, metric)
+    bold = best_mask(mean, metric, references)
     bold.columns = data.columns
     direction = "lower" if lower_is_better(metric) else "higher"
     note = (f"Mean ± 95% t-interval over seeds (n = {full_n} unless marked; "
             f"\"± {NO_CI}\": one seed, interval undefined). Bold: best student mean per "
             f"column ({direction} is better). † / ‡: significantly different from ft / "
-            f"seq_kd at the same ratio (paired bootstrap over test examples, p < 0.05).")
+            f"seq_kd at the same ratio (two-level paired bootstrap over seeds and test "
+            f"examples, p < 0.05, two or more seeds on both sides); in brackets with \"1 "
+            f"seed\": significant over test examples only, training variance not covered, "
+            f"so not a finding.")
+    if (ok_rows(frame).loc[lambda f: f["task"] == task, "role"] == BASELINE).any():
+        note += (" copy_input (baseline): every test input copied as the output, shown at ×1 "
+                 "with the teacher (neither is a compressed student).")
+    withheld = significance.withheld.get(task) if significance is not None else None
+    if withheld:
+        note += f" No markers for this task: {withheld}"
     return DisplayTable(title, data, bold, note)
 
 
@@ -125,11 +140,11 @@ def results_table(
 
 
 def flat_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every successful row, teacher first per task, as display strings. Optional metrics
-    appear as columns only when some row has them."""
+    """Every successful row, teacher (then the copy-input baseline) first per task, as display
+    strings. Optional metrics appear as columns only when some row has them."""
     rows = ok_rows(frame).assign(_label=lambda f: method_label(f))
-    rows = rows.assign(_teacher=rows["role"] != TEACHER)
-    rows = rows.sort_values(["task", "_teacher", "_label", "ratio", "seed", "run_id"])
+    rows = rows.assign(_rank=rows["role"].map({TEACHER: 0, BASELINE: 1}).fillna(2))
+    rows = rows.sort_values(["task", "_rank", "_label", "ratio", "seed", "run_id"])
     columns: dict[str, pd.Series] = {
         "task": rows["task"].map(_text),
         "method": rows["_label"].map(_text),
@@ -198,15 +213,9 @@ def mean_ci(mean: Any, ci: Any, n: Any) -> str:
     return f"{mean:.2f} ± {ci:.2f}"
 
 
-def _markers(significance, task: str, label: str, ratio: float) -> str:
-    if significance is None:
-        return ""
-    marks = ""
-    for baseline, mark in MARKERS.items():
-        result = significance.result(task, label, ratio, baseline)
-        if result is not None and result["significant"]:
-            marks += mark
-    return f" {marks}" if marks else ""
+def _roles(frame: pd.DataFrame) -> dict[str, str]:
+    labels = method_label(frame)
+    return dict(zip(labels, frame["role"]))
 
 
 def _is_missing(value: Any) -> bool:

@@ -29,10 +29,28 @@ def test_student_within_ten_percent(tok, arch, ratio):
     assert plan.params == count_params(plan.config)
 
 
-def test_student_keeps_depth_when_possible(tok):
+def test_width_students_keep_the_teachers_depth(tok):
     teacher = config_from_spec(ModelSpec(d_model=128, ffn_dim=512), tok)
-    s = shape_of(plan_student(teacher, 2).config)
+    s = shape_of(plan_student(teacher, 2, "width").config)
     assert (s.encoder_layers, s.decoder_layers) == (3, 3) and s.d_model < 128
+
+
+@pytest.mark.parametrize("ratio,layers", [(2, (4, 3)), (4, (3, 2)), (8, (2, 1))])
+def test_balanced_students_have_a_deep_encoder_and_a_shallow_decoder(tok, ratio, layers):
+    """Encoder depth ÷ √ratio, decoder depth ÷ ratio (rounded, ≥ 1), width sized to the target."""
+    teacher = config_from_spec(ModelSpec(d_model=128, ffn_dim=512, encoder_layers=6, decoder_layers=6), tok)
+    plan = plan_student(teacher, ratio)
+    s = shape_of(plan.config)
+    assert (s.encoder_layers, s.decoder_layers) == layers and s.d_model % s.heads == 0
+    assert abs(plan.realized_ratio - ratio) / ratio <= 0.10
+
+
+def test_depth_students_keep_the_teachers_width_and_cut_the_decoder_first(tok):
+    teacher = config_from_spec(ModelSpec(d_model=128, ffn_dim=512, encoder_layers=6, decoder_layers=6), tok)
+    s = shape_of(plan_student(teacher, 2, "depth").config)
+    assert s.d_model == 128 and s.encoder_layers > s.decoder_layers
+    with pytest.raises(ValueError, match="unknown student shape 'tall'; allowed: balanced, width, depth"):
+        plan_student(teacher, 2, "tall")
 
 
 def test_impossible_ratio_is_explained(tok):

@@ -497,7 +497,8 @@ def test_headline_metric_comes_from_the_rows(tmp_path):
     out = tmp_path / "summ_report"
     page = build_report([run], out).read_text(encoding="utf-8")
     assert "summ: test ROUGE-L by method and compression ratio" in page
-    assert "no paired bootstrap for ROUGE-L" in page
+    # ROUGE-L is tested like any headline now; these rows merely stored no outputs
+    assert "summ: 3 successful trial(s) without stored outputs" in page
     assert "test ROUGE-L (0–100)" not in page  # axis labels live in the PNGs, not the page
     assert "31.00 ± 12.71" in page  # the rougeL values, not the bleu ones
 
@@ -557,3 +558,36 @@ def test_significance_notes_say_why_a_comparison_was_not_made(tmp_path):
     assert re.search(r"Note: d2t seq_kd ×4 seed 1: stored BLEU \d+\.\d\d, recomputed from its "
                      r"stored outputs 0\.00", page)
     assert "holds outputs of &#x27;someone else&#x27;" in page
+
+
+
+def test_a_rouge_headline_is_tested_like_bleu(tmp_path):
+    """ROUGE-L headline: per-example F1 (max over references) from the stored outputs, the
+    same two-level bootstrap, markers in the table, and each stored score recomputed."""
+    from bench.evaluate import rouge  # the engine's ROUGE, as the trials store it
+
+    run = tmp_path / "rouge"
+    refs = rich_references("summ")
+    (run / "references").mkdir(parents=True)
+    (run / "references" / "summ.json").write_text(json.dumps(refs))
+    (run / "outputs").mkdir()
+    for method, quality in (("ft", 0.3), ("seq_kd", 0.8)):
+        for seed in (0, 1, 2):
+            key = f"summ|{method}|s{seed}"
+            hyps = rich_hypotheses(refs, quality, key)
+            (run / "outputs" / f"{method}{seed}.json").write_text(
+                json.dumps({"trial_key": key, "hypotheses": hyps}))
+            append_row(run, {"trial_key": key, "status": "ok", "role": "student", "task": "summ",
+                             "method": method, "ratio": 2.0, "seed": seed,
+                             "outputs_file": f"outputs/{method}{seed}.json",
+                             "metrics": {"headline": "rougeL", **rouge(hyps, refs)}})
+    frame = load_frame([run])
+    sig = significance(frame, {"summ": "rougeL"})
+    assert not sig.notes  # every stored ROUGE-L is given back by its outputs
+    result = sig.result("summ", "seq_kd", 2.0, "ft")
+    assert result["metric"] == "rougeL" and result["marked"] and result["delta"] > 10
+    pivot = metric_pivot(frame, "summ", "rougeL")
+    assert result["delta"] == pytest.approx(pivot.at["seq_kd", 2.0] - pivot.at["ft", 2.0])
+    assert results_table(frame, "summ", "rougeL", sig).at["seq_kd", "×2"].endswith(" †")
+    page = build_report([run]).read_text(encoding="utf-8")
+    assert "summ: paired bootstrap against ft and seq_kd" in page

@@ -1,4 +1,6 @@
-"""reports.stats on inputs with known answers: t-intervals, derived ratios, paired bootstrap."""
+"""reports.stats and reports.bootstrap on inputs with known answers: t-intervals, derived
+ratios, the paired bootstrap with one seed per system (the two-level cases with several
+seeds are in test_report_bootstrap.py)."""
 from __future__ import annotations
 
 import math
@@ -10,22 +12,16 @@ import pytest
 from sacrebleu.metrics import BLEU, CHRF
 from scipy import stats as scipy_stats
 
-from reports.pareto import pareto_mask
-from reports.stats import (
-    BootstrapScores,
-    bootstrap_scores,
-    ci_bounds,
+from reports.bootstrap import (
+    SystemScores,
     compare,
-    corpus_score,
-    gain,
     paired_bootstrap,
     resample_counts,
-    retained,
-    streams,
-    sufficient_stats,
-    summarize,
-    t_interval,
+    system_scores,
 )
+from reports.metric_stats import corpus_scores, streams, sufficient_stats
+from reports.pareto import pareto_mask
+from reports.stats import ci_bounds, gain, retained, summarize, t_interval
 from reports.tables import best_mask, mean_ci
 
 T_975_2 = 4.302652729749464  # Student's t, 97.5th percentile, 2 degrees of freedom (tables)
@@ -120,7 +116,8 @@ def test_sufficient_stats_give_back_sacrebleus_corpus_scores():
     hyps = _system(refs, 0.6, 1)
     for name, metric in (("bleu", BLEU()), ("chrf", CHRF())):
         expected = metric.corpus_score(hyps, streams(refs)).score
-        assert corpus_score(name, sufficient_stats(name, hyps, refs)) == pytest.approx(expected)
+        stats = sufficient_stats(name, hyps, refs)
+        assert corpus_scores(name, stats.sum(axis=0), len(refs)) == pytest.approx(expected)
     assert streams([["a"], ["b", "c"]]) == [["a", "b"], [None, "c"]]
 
 
@@ -160,17 +157,27 @@ def test_seeds_are_averaged_and_resamples_are_shared():
     counts = resample_counts(len(refs), 200, seed=7)
     assert counts.shape == (200, len(refs)) and (counts.sum(axis=1) == len(refs)).all()
     assert (counts == resample_counts(len(refs), 200, seed=7)).all()
-    scored = bootstrap_scores("bleu", [sufficient_stats("bleu", h, refs) for h in seeds], counts)
+    scored = system_scores("bleu", [sufficient_stats("bleu", h, refs) for h in seeds], counts)
     singles = [BLEU().corpus_score(h, streams(refs)).score for h in seeds]
-    assert scored.observed == pytest.approx(np.mean(singles)) and scored.seeds == 3
+    assert scored.mean == pytest.approx(np.mean(singles)) and scored.seeds == 3
+    assert scored.observed == pytest.approx(singles)
+    # each seed's resampled score is sacreBLEU's corpus score of the resampled examples
+    first = sufficient_stats("bleu", seeds[0], refs)
+    for b in (0, 99):
+        resampled = [h for h, c in zip(seeds[0], counts[b]) for _ in range(c)]
+        ref_rows = [r for r, c in zip(refs, counts[b]) for _ in range(c)]
+        expected = BLEU().corpus_score(resampled, streams(ref_rows)).score
+        assert scored.resampled[0, b] == pytest.approx(expected)
+        assert corpus_scores("bleu", counts[b] @ first, len(refs)) == pytest.approx(expected)
     # a system compared with itself through the same resamples: exactly zero everywhere
-    same = compare(scored, BootstrapScores(scored.observed, scored.samples.copy(), 3), len(refs))
-    assert same.p_value == 1.0
+    same = compare(scored, SystemScores(scored.observed.copy(), scored.resampled.copy(),
+                                        len(refs)))
+    assert same.p_value == 1.0 and same.delta == 0.0
 
 
 def test_bootstrap_refuses_what_it_cannot_do():
     refs = _corpus(5)
-    with pytest.raises(ValueError, match="rougeL"):
-        sufficient_stats("rougeL", ["x"] * 5, refs)
+    with pytest.raises(ValueError, match="bertscore_f1"):
+        sufficient_stats("bertscore_f1", ["x"] * 5, refs)
     with pytest.raises(ValueError, match="4 hypotheses for 5 references"):
         sufficient_stats("bleu", ["x"] * 4, refs)

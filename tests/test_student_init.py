@@ -27,6 +27,8 @@ def _teacher(tok, arch, layers=6, d_model=64):
 
 @pytest.mark.parametrize("text,expected", [
     ("random", StudentInit("random")),
+    ("random/width", StudentInit("random", shape="width")),
+    ("random/depth", StudentInit("random", shape="depth")),
     ("shrink-alternating", StudentInit("shrink", pattern="alternating")),
     ("shrink-first-last", StudentInit("shrink", pattern="first-last")),
     ("pretrained:/models/t5-small", StudentInit("pretrained", source="/models/t5-small")),
@@ -37,7 +39,7 @@ def test_parse_init_round_trips_its_label(text, expected):
 
 @pytest.mark.parametrize("bad", ["shrink", "shrink-every-third", "pretrained:", "Random", "distil"])
 def test_unknown_inits_name_the_allowed_ones(bad):
-    with pytest.raises(ValueError, match="allowed: random, shrink-alternating, shrink-first-last, pretrained:"):
+    with pytest.raises(ValueError, match="allowed: random, random/width, random/depth, shrink-alternating, shrink-first-last, pretrained:"):
         parse_init(bad)
 
 

@@ -1,0 +1,53 @@
+"""Per-example scores are computed once per row's outputs: within a build, across builds (the
+report's `.cache/`), and across reports that merge runs (each run's own report cache)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from test_reports import write_rich_run
+
+from reports import build_report
+from reports.frame import load_frame
+from reports.score_store import CACHE_DIR, ScoreStore
+from reports.significance import build_cells
+
+
+def _cells(run, store):
+    return build_cells(load_frame([run]), {"d2t": "bleu"}, store)
+
+
+def test_a_second_build_scores_nothing_and_an_edited_file_is_rescored(tmp_path):
+    run = write_rich_run(tmp_path / "run", tasks=("d2t",), methods=("ft", "seq_kd"), fail=False)
+    cache = tmp_path / "cache"
+    first = ScoreStore(cache)
+    cells = _cells(run, first)
+    assert first.computed == 12  # 2 methods × 2 ratios × 3 seeds, each scored once
+    first.flush()
+    second = ScoreStore(cache)
+    again = _cells(run, second)
+    assert second.computed == 0
+    for a, b in zip(cells.by_task["d2t"], again.by_task["d2t"]):
+        assert np.array_equal(a.scores.resampled, b.scores.resampled)  # the very same numbers
+    path = run / "outputs" / "d2t_student_ft_r2_s0.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "hypotheses": ["x"] * len(data["hypotheses"])}))
+    third = ScoreStore(cache)
+    _cells(run, third)
+    assert third.computed == 1
+
+
+def test_entries_are_packed_and_reused_by_a_merged_report(tmp_path, monkeypatch):
+    monkeypatch.setattr("reports.score_store.REPACK_AFTER", 5)
+    run = write_rich_run(tmp_path / "run", tasks=("d2t",), methods=("ft", "seq_kd"), fail=False)
+    build_report([run])  # the run's own report: its cache fills and is packed
+    # per (metric, test set): the per-example statistics and the scores on the resamples
+    shelves = sorted((run / "report" / CACHE_DIR).glob("*/*/*"))
+    assert [s.name for s in shelves] == ["scores-1000x12345", "stats"]
+    for shelf in shelves:
+        assert (shelf / "current.json").exists() and not list((shelf / "loose").glob("*.npy"))
+        assert len(json.loads(next(shelf.glob("pack-*.json")).read_text())) == 12
+    # a report elsewhere reads the run's cache instead of scoring again
+    store = ScoreStore(tmp_path / "elsewhere", read_dirs=[run / "report" / CACHE_DIR])
+    cells = _cells(run, store)
+    assert store.computed == 0 and len(cells.by_task["d2t"]) == 4
