@@ -57,6 +57,7 @@ class TrialProgress(tune.Callback):
 
     @staticmethod
     def label(cfg: dict) -> str:
+        cfg = cfg.get("trial", cfg)
         init = "" if cfg.get("student_init", "random") == "random" else f" [{cfg['student_init']}]"
         return f"{cfg['task']} r={cfg['ratio']:g} {cfg['method']}{init} seed={cfg['seed']}"
 
@@ -85,9 +86,12 @@ class TrialProgress(tune.Callback):
         self.done += 1
         if result.get("status") == "ok":
             headline = result.get("headline") or "bleu"
-            what = "" if headline == "bleu" else f"{headline} {result['headline_value']:.2f} "
-            what += (f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f} "
-                     f"(params {result['params']:,}, ratio {result['realized_ratio']:.2f})")
+            if result.get("bleu") is None:  # a search trial: dev only
+                what = f"dev selection value {result.get('selection_value')}"
+            else:
+                what = "" if headline == "bleu" else f"{headline} {result['headline_value']:.2f} "
+                what += f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f}"
+            what += f" (params {result['params']:,}, ratio {result['realized_ratio']:.2f})"
             what += " [stored earlier]" if result.get("reused") else f" in {result.get('wall_seconds', 0):.0f}s"
         else:
             what = f"FAILED: {result.get('error')}"
@@ -113,31 +117,39 @@ def longest_first(spec: Spec) -> list[str]:
     return sorted(spec.methods, key=lambda m: -spec.method(m).relative_cost)
 
 
+def grid_cells(spec: Spec) -> list[dict[str, Any]]:
+    """Every (task, ratio, method, student init) of the spec, as plain trial configs without a seed."""
+    return [{"task": t.name, "ratio": r, "method": m, "student_init": i}
+            for t in spec.tasks for r in sorted(spec.ratios) for m in spec.methods for i in spec.student_inits]
+
+
+def grid_trials(spec: Spec, cells: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every trial: each cell (default: `grid_cells`; a tuned run passes cells with `overrides`
+    and `tuning`) × each seed, costliest methods first, so the grid ends with short trials."""
+    cells = grid_cells(spec) if cells is None else cells
+    trials = [{**cell, "seed": seed} for cell in cells for seed in spec.seeds]
+    return sorted(trials, key=lambda t: -spec.method(t["method"]).relative_cost)
+
+
 def grid_size(spec: Spec) -> int:
     return len(spec.tasks) * len(spec.ratios) * len(spec.methods) * len(spec.student_inits) * len(spec.seeds)
 
 
 def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False,
-             on_progress: Callable[[], Path] | None = None) -> None:
-    total = grid_size(spec)
-    param_space = {  # methods costliest first, so within each task the long trials start first
-        "method": tune.grid_search(longest_first(spec)),
-        "ratio": tune.grid_search(sorted(spec.ratios)),
-        "task": tune.grid_search([t.name for t in spec.tasks]),
-        "seed": tune.grid_search(list(spec.seeds)),
-        "student_init": tune.grid_search(list(spec.student_inits)),
-    }
+             on_progress: Callable[[], Path] | None = None, cells: list[dict[str, Any]] | None = None,
+             callbacks: list | None = None) -> None:
+    trials = grid_trials(spec, cells)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"CPU": TRIAL_CPU})
     max_conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
-    print(f"grid: {total} trials, up to {max_conc} at a time", flush=True)
-    progress = TrialProgress(total, on_progress)
+    print(f"grid: {len(trials)} trials, up to {max_conc} at a time", flush=True)
+    progress = TrialProgress(len(trials), on_progress)
     tuner = tune.Tuner(
         trainable,
-        param_space=param_space,
+        param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_conc),
         run_config=tune.RunConfig(
             name="tune", storage_path=str((run_dir / "tune").resolve()),
-            verbose=1 if verbose else 0, callbacks=[progress],
+            verbose=1 if verbose else 0, callbacks=[progress, *(callbacks or [])],
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )

@@ -28,7 +28,7 @@ from ray.train import Checkpoint
 from ray.train.torch import TorchTrainer
 
 from bench.data import Lengths, encode, load_splits
-from bench.distill.declare import resolve_method
+from bench.distill.declare import method_from_definition, resolve_method
 from bench.distill.loop import TrainingRun
 from bench.distill.methods import RELATION_KINDS
 from bench.distill.streams import build_streams
@@ -55,8 +55,27 @@ class PermanentError(Exception):
     """A failure that retrying cannot cure (bad configuration, NaN loss): recorded, not retried."""
 
 
-def trial_key(task: str, method: str, ratio: float, seed: int, init: str = "random") -> str:
-    return f"{task}|student|{method}|{init}|r{ratio:g}|s{seed}"
+def trial_key(task: str, method: str, ratio: float, seed: int, init: str = "random",
+              config_hash: str | None = None) -> str:
+    """A trial's identity: readable fields plus the hash of its full config (`trial_identity`),
+    so a changed config is a different trial, never mistaken for a finished one."""
+    key = f"{task}|student|{method}|{init}|r{ratio:g}|s{seed}"
+    return f"{key}|{config_hash[:10]}" if config_hash else key
+
+
+def trial_identity(worker_cfg: dict[str, Any], artifact_hashes: dict[str, str]) -> tuple[str, str]:
+    """(config_hash, system_hash): hashes of everything that determines a trial's result — the
+    exact method, training and evaluation settings, runtime, and the shared artifacts it used
+    (by content hash, not by path) — with and without the seed. Rows with equal config hashes
+    are the same trial; rows with equal system hashes are seeds of one system."""
+    from bench.artifacts import content_hash
+
+    ident = {k: v for k, v in worker_cfg.items() if k not in ("paths", "flops", "save_to", "keep_student", "log",
+                                                              "cpus_per_worker")}
+    ident["eval"] = quality_settings(worker_cfg["eval"])
+    ident["artifacts"] = artifact_hashes
+    system = content_hash({**ident, "seed": None})
+    return content_hash(ident), system
 
 
 def teacher_key(task: str) -> str:
@@ -64,16 +83,25 @@ def teacher_key(task: str) -> str:
 
 
 def worker_config(spec: dict[str, Any], art: dict[str, Any], *, task: str, method: str, ratio: float, seed: int,
-                  student_init: str = "random") -> dict[str, Any]:
+                  student_init: str = "random", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The plain-data config of one trial's workers (`spec`: the spec as JSON, `art`: the task's
-    `TaskArtifacts` as a dict)."""
+    `TaskArtifacts` as a dict). `overrides` (from a search or a tuned config): {"student_train":
+    {field: value}, "method": {dotted path: value}}."""
+    from bench.distill.declare import method_to_dict, with_overrides
+
     res = spec["resources"]
+    overrides = overrides or {}
+    resolved = resolve_method(method, spec["custom_methods"])
+    if overrides.get("method"):
+        resolved = with_overrides(resolved, overrides["method"])
+    train = TrainSpec(**{**spec["student_train"], **overrides.get("student_train", {})}).model_dump()
     return {
         "task": task, "method": method, "ratio": ratio, "seed": seed, "student_init": student_init,
-        "custom_methods": [d for d in spec["custom_methods"] if d["name"] == method],
+        "method_definition": method_to_dict(resolved), "overrides": overrides,
         "paths": art["paths"], "lengths": art["lengths"], "metric": art["metric"], "flops": art.get("flops", {}),
-        "train": spec["student_train"], "eval": spec["eval"], "teacher_cache": spec["teacher_cache"]["enabled"],
-        "device": res["device"], "precision": res["precision"], "cpus_per_worker": res["cpus_per_worker"],
+        "train": train, "eval": spec["eval"], "teacher_cache": spec["teacher_cache"],
+        "evaluate_test": True, "device": res["device"], "precision": res["precision"],
+        "cpus_per_worker": res["cpus_per_worker"],
     }
 
 
@@ -128,7 +156,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
     seed_everything(cfg["seed"])
     amp = autocast_dtype(cfg["precision"])
-    method = resolve_method(cfg["method"], cfg["custom_methods"])
+    method = method_from_definition(cfg["method_definition"])
     paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
     spec = TrainSpec(**cfg["train"])
 
@@ -156,7 +184,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
     target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else s.pts.slug
                    for s in method.sources]
-    cache = _teacher_cache(method, cfg, paths) if cfg.get("teacher_cache", True) else None
+    cache = _teacher_cache(method, paths) if cfg["teacher_cache"]["enabled"] else None
     online_rows = any(t is None or cache is None or not cache.has(t) for t in target_sets)
 
     student = student.to(device)
@@ -180,9 +208,11 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     stats = run.run(on_report=report, checkpoint_every=spec.checkpoint_every, log=cfg.get("log"))
     if rank != 0:
         return None
-    with autocast(amp, device):
-        metrics = evaluate_model(bare(student), tok, splits.splits["test"], lengths, device=device,
-                                 **quality_settings(cfg["eval"]))
+    metrics: dict[str, Any] = {}
+    if cfg.get("evaluate_test", True):  # a search selects on dev only and never looks at test
+        with autocast(amp, device):
+            metrics = evaluate_model(bare(student), tok, splits.splits["test"], lengths, device=device,
+                                     **quality_settings(cfg["eval"]))
     shared = {"teacher_generation": sum(cfg["flops"].get(pt_label(pt), 0.0) for pt in method.pt_specs),
               "teacher_cache": sum(v for k, v in cfg["flops"].items() if k.startswith("teacher_cache/")
                                    and cache is not None and k in _cache_labels(method))}
@@ -207,7 +237,7 @@ def _cache_labels(method) -> list[str]:
     return [cache_label(t, temps[0]) for t in method.cached_targets] if len(temps) == 1 else []
 
 
-def _teacher_cache(method, cfg, paths) -> TeacherCaches | None:
+def _teacher_cache(method, paths) -> TeacherCaches | None:
     """The caches built for this method's fixed targets (None when it has none or cannot use them)."""
     labels = [lab for lab in _cache_labels(method) if lab in paths]
     if not labels:
@@ -249,29 +279,37 @@ def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> l
 
 
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
-    """Tune function: train one (task, ratio, method, seed) and store its row."""
+    """Tune function: train one (task, ratio, method, init, seed) — with `overrides` from a search
+    or a tuned config, if any — and store its row."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    config = config.get("trial", config)  # the grid passes {"trial": {...}}
     run_dir = Path(context["run_dir"])
     task, method, ratio, seed = config["task"], config["method"], config["ratio"], config["seed"]
     init = config["student_init"]
-    key = trial_key(task, method, ratio, seed, init)
-    done = finished_row(run_dir, key)
-    if done is not None:  # finished earlier (resume, or a retry after completion)
-        ray.tune.report({**_summary(done), "status": "ok", "reused": True})
-        return
     art = context["artifacts"][task]
     spec = context["spec"]
     res = spec["resources"]
     start = time.time()
-    row: dict[str, Any] = {"trial_key": key, "role": "student", "task": task, "method": method,
-                           "ratio": ratio, "seed": seed, "student_init": init,
+    row: dict[str, Any] = {"trial_key": trial_key(task, method, ratio, seed, init), "role": "student", "task": task,
+                           "method": method, "ratio": ratio, "seed": seed, "student_init": init,
                            "config": {"spec_name": spec["name"]}, "artifacts": art["hashes"] if art else {},
                            "versions": context["versions"], "run_id": context["run_id"]}
     try:  # everything from here on ends in a stored row, whatever fails
         if art is None:
             raise PermanentError(f"shared stages of task {task!r} failed: {context['stage_errors'][task]}")
-        worker_cfg = worker_config(spec, art, task=task, method=method, ratio=ratio, seed=seed, student_init=init)
+        worker_cfg = worker_config(spec, art, task=task, method=method, ratio=ratio, seed=seed, student_init=init,
+                                   overrides=config.get("overrides"))
+        worker_cfg["evaluate_test"] = context.get("evaluate_test", True)
+        config_hash, system_hash = trial_identity(worker_cfg, art["hashes"])
+        key = trial_key(task, method, ratio, seed, init, config_hash)
+        row.update(trial_key=key, config_hash=config_hash, system_hash=system_hash)
+        if config.get("tuning"):
+            row["tuning"] = config["tuning"]
+        done = finished_row(run_dir, key)
+        if done is not None:  # finished earlier (resume, or a retry after completion)
+            ray.tune.report({**_summary(done), "status": "ok", "reused": True})
+            return
         worker_cfg["save_to"] = str(student_dir(run_dir, key))
         worker_cfg["keep_student"] = spec["storage"]["save_students"]
         row["config"].update(worker_cfg)
@@ -294,10 +332,11 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         metrics = trainer.fit().return_value
         if metrics.get("permanent_error"):
             raise PermanentError(metrics["permanent_error"])
-        row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"))
+        if "hypotheses" in metrics:
+            row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"))
         metrics["headline"] = art["metric"]
         row.update(status="ok", error=None, **{k: metrics.get(k) for k in REPORTED},
-                   eval_seconds=metrics["eval_seconds"], train_seconds=metrics["train"]["train_seconds"],
+                   eval_seconds=metrics.get("eval_seconds"), train_seconds=metrics["train"]["train_seconds"],
                    metrics=metrics)
     except Exception as exc:  # recorded with its reason; the grid goes on
         row.update(status="error", error=_reason(exc), traceback=traceback.format_exc()[-4000:])
@@ -305,7 +344,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     append_row(run_dir, row)
     ray.tune.report({**_summary(row), "status": row["status"], "error": row.get("error"),
-                     "wall_seconds": row["wall_seconds"], "reused": False})
+                     "wall_seconds": row["wall_seconds"], "reused": False,
+                     "selection_value": (row.get("metrics") or {}).get("selection", {}).get("value")})
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -101,3 +101,63 @@ def resolve_method(name: str, declared: list[dict] | None = None) -> Method:
     except KeyError:
         custom = [d.get("name") for d in declared or []]
         raise KeyError(f"unknown method {name!r}; allowed: {', '.join([*METHODS, *custom])}") from None
+
+
+def method_to_dict(method: Method) -> dict[str, Any]:
+    """A method in its YAML form (the inverse of `method_from_dict`, name and all)."""
+    def plain(obj):
+        if dataclasses.is_dataclass(obj):
+            out = {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+            if isinstance(obj, tuple(SCHEDULES.values())):
+                out = {"kind": next(k for k, c in SCHEDULES.items() if isinstance(obj, c)), **out}
+            return out
+        if isinstance(obj, tuple):
+            return [plain(x) for x in obj]
+        return obj
+
+    return plain(method)
+
+
+def with_overrides(method: Method, overrides: dict[str, Any], name: str | None = None) -> Method:
+    """`method` with dotted-path fields replaced (`losses.0.temperature`, `sources.1.start`,
+    `sources.0.pts.k`, `schedule.every`, ...): how a search varies a method. Every path is
+    checked, and the result is validated like a declared method."""
+    data = method_to_dict(method)
+    for path, value in overrides.items():
+        node, parts = data, path.split(".")
+        for i, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: i + 1]), method.name)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, path, method.name)] = value
+        elif isinstance(node, dict) and last in node:
+            node[last] = value
+        else:
+            raise ValueError(f"method {method.name!r} has no field {path!r}")
+    data["name"] = name or method.name
+    return method_from_definition(data, f"method {method.name!r} with {overrides}")
+
+
+def method_from_definition(data: dict[str, Any], where: str = "method") -> Method:
+    """A method from its full YAML form (`method_to_dict`), presets' names allowed: how a
+    trial's exact method travels to its workers."""
+    return _build(Method, dict(data), where, {
+        "sources": lambda v, w: tuple(_source(x, f"{w}.sources[{i}]") for i, x in enumerate(v)),
+        "losses": lambda v, w: tuple(_loss(x, f"{w}.losses[{i}]") for i, x in enumerate(v)),
+        "schedule": _schedule,
+        "auto_scale": _auto_scale,
+    })
+
+
+def _index(node: list, part: str, path: str, method: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ValueError(f"method {method!r} has no field {path!r} (index {part} of a list of {len(node)})")
+    return int(part)
+
+
+def _child(node, part: str, path: str, method: str):
+    if isinstance(node, list):
+        return node[_index(node, part, path, method)]
+    if isinstance(node, dict) and isinstance(node.get(part), (dict, list)):
+        return node[part]
+    raise ValueError(f"method {method!r} has no field {path!r}")
