@@ -23,6 +23,15 @@ from bench.data import Lengths, encode
 from bench.generation import generate_ids
 
 logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per call
+# sacreBLEU warns about pre-tokenized text on every call; the data stage says it once per task instead
+logging.getLogger("sacrebleu").setLevel(logging.ERROR)
+BLEU_TOKENIZERS = ("13a", "intl", "none", "char", "zh", "ja-mecab", "ko-mecab", "flores101", "flores200")
+
+
+def looks_pretokenized(texts: Sequence[str]) -> bool:
+    """Whether references look tokenized already (sacreBLEU's own hint: lines ending in " .")."""
+    ends = sum(1 for t in texts if t.rstrip().endswith(" ."))
+    return len(texts) > 0 and ends >= max(1, len(texts) // 10)
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 ROUGE_SIGNATURE = (f"rouge-score {version('rouge-score')}, {'/'.join(ROUGE_TYPES)} F1 x100, stemmer=True, "
@@ -40,16 +49,19 @@ def _reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | N
     return [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
 
 
-def score(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Corpus BLEU, chrF and TER (sacreBLEU defaults) and ROUGE-1/2/L with a variable number of
-    references per example. Returns `bleu`, `chrf`, `ter`, `rouge1`, `rouge2`, `rougeL` and
-    `bleu_signature`, `chrf_signature`, `ter_signature`, `rouge_signature`."""
+def score(hypotheses: Sequence[str], references: Sequence[Sequence[str]], bleu_tokenize: str = "13a") -> dict[str, Any]:
+    """Corpus BLEU (sacreBLEU, tokenizer `bleu_tokenize`: 13a by default, `none` for
+    pre-tokenized corpora), chrF and TER (sacreBLEU defaults) and ROUGE-1/2/L with a variable
+    number of references per example. Returns `bleu`, `chrf`, `ter`, `rouge1`, `rouge2`,
+    `rougeL`, `sacrebleu_tokenize` and `bleu_signature`, `chrf_signature`, `ter_signature`,
+    `rouge_signature`."""
     if len(hypotheses) != len(references) or not hypotheses:
         raise ValueError(f"need one reference list per hypothesis and at least one of each; got "
                          f"{len(hypotheses)} hypotheses, {len(references)} reference lists")
     hyps, streams = list(hypotheses), _reference_streams(references)
-    bleu, chrf, ter = BLEU(), CHRF(), TER()
+    bleu, chrf, ter = BLEU(tokenize=bleu_tokenize), CHRF(), TER()
     return {
+        "sacrebleu_tokenize": bleu_tokenize,
         "bleu": bleu.corpus_score(hyps, streams).score,
         "chrf": chrf.corpus_score(hyps, streams).score,
         "ter": ter.corpus_score(hyps, streams).score,
@@ -128,7 +140,7 @@ def decode(tokenizer, id_lists: list[list[int]]) -> list[str]:
 
 def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *, num_beams: int,
                    batch_size: int, device, bertscore_model: str | None = None,
-                   bertscore_num_layers: int | None = None) -> dict[str, Any]:
+                   bertscore_num_layers: int | None = None, bleu_tokenize: str = "13a") -> dict[str, Any]:
     """Generate for the test split and score against all references (quality only: costs are
     measured by `bench.profiling`, one model at a time, after the grid).
 
@@ -145,7 +157,7 @@ def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *,
                            pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
                            max_new_tokens=lengths.max_target, device=device)
     hyps = decode(tokenizer, [o[0] for o in outputs])
-    metrics = score(hyps, references)
+    metrics = score(hyps, references, bleu_tokenize)
     if bertscore_model is not None:
         metrics.update(bertscore(hyps, references, bertscore_model, num_layers=bertscore_num_layers,
                                  batch_size=batch_size, device=device))
@@ -164,12 +176,13 @@ def quality_settings(eval_spec: dict[str, Any]) -> dict[str, Any]:
     return {k: eval_spec[k] for k in QUALITY_SETTINGS if k in eval_spec}
 
 
-def headline_score(metric: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+def headline_score(metric: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]],
+                   bleu_tokenize: str = "13a") -> float:
     """One corpus metric (a key of `score`), computed alone: the dev metric of checkpoint
     selection."""
     if metric in ("bleu", "chrf", "ter"):
-        cls = {"bleu": BLEU, "chrf": CHRF, "ter": TER}[metric]
-        value = cls().corpus_score(list(hypotheses), _reference_streams(references)).score
+        scorer = BLEU(tokenize=bleu_tokenize) if metric == "bleu" else {"chrf": CHRF, "ter": TER}[metric]()
+        value = scorer.corpus_score(list(hypotheses), _reference_streams(references)).score
         return -value if metric == "ter" else value
     if metric in ROUGE_TYPES:
         return rouge(hypotheses, references)[metric]
@@ -185,7 +198,7 @@ def dev_pairs(tokenizer, rows: list[dict], lengths: Lengths) -> list[tuple[list[
     return list(zip(sources, targets))
 
 
-def dev_set(tokenizer, dev_rows: list[dict], lengths: Lengths, spec, metric: str):
+def dev_set(tokenizer, dev_rows: list[dict], lengths: Lengths, spec, metric: str, bleu_tokenize: str = "13a"):
     """What a training run evaluates on dev (`bench.distill.loop.DevSet`): the dev loss on the
     first `spec.dev_examples` rows and, unless selection is by loss or off, the task's headline
     `metric` of greedy outputs for the first `spec.dev_metric_examples` rows."""
@@ -196,6 +209,6 @@ def dev_set(tokenizer, dev_rows: list[dict], lengths: Lengths, spec, metric: str
         rows = dev_rows[: spec.dev_metric_examples]
         refs = [r["references"] if "references" in r else [r["target"]] for r in rows]
         dev.sources = encode(tokenizer, [r["source"] for r in rows], lengths.max_source)
-        dev.score = lambda outputs: headline_score(metric, decode(tokenizer, outputs), refs)
+        dev.score = lambda outputs: headline_score(metric, decode(tokenizer, outputs), refs, bleu_tokenize)
         dev.metric = f"dev_{metric}"
     return dev

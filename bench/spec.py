@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from bench.tracking import TrackingSpec
+
 PRESETS = ("default", "smoke", "full", "paper")
 
 
@@ -42,7 +44,9 @@ class Sizes(Strict):
     dev: int = Field(500, ge=1)
     test: int | None = Field(500, ge=1)
     teacher_pool: int = Field(16000, ge=0)
-    references: int = Field(4, ge=1)  # references per dev/test input: generated, or kept at most
+    # references per dev/test input: generated (built-in tasks), or kept at most (dataset tasks;
+    # null = every reference the data has)
+    references: int | None = Field(4, ge=1)
 
 
 class ModelSpec(Strict):
@@ -115,6 +119,14 @@ class TeacherSpec(Strict):
     def source(self) -> str | None:
         """The pretrained model or checkpoint the teacher comes from (None: built from scratch)."""
         return self.checkpoint or self.pretrained
+
+
+def _check_bleu_tokenize(v: str | None) -> str | None:
+    from bench.evaluate import BLEU_TOKENIZERS
+
+    if v is not None and v not in BLEU_TOKENIZERS:
+        raise ValueError(f"unknown sacreBLEU tokenizer {v!r}; allowed: {', '.join(BLEU_TOKENIZERS)}")
+    return v
 
 
 def _error_at(model: str, loc: tuple, message: str, value) -> ValidationError:
@@ -214,6 +226,7 @@ class CustomTaskSpec(DataLocation):
     references_field: str | None = None
     prompt: str = ""
     metric: str = "bleu"
+    bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU: `none` for pre-tokenized corpora
     max_source_tokens: int = Field(256, ge=8)
     max_target_tokens: int = Field(64, ge=4)
     filters: LengthFilters = LengthFilters()
@@ -226,6 +239,11 @@ class CustomTaskSpec(DataLocation):
         if v not in METRICS:
             raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(METRICS)}")
         return v
+
+    @field_validator("bleu_tokenize")
+    @classmethod
+    def _known_tokenizer(cls, v: str) -> str:
+        return _check_bleu_tokenize(v)
 
 
 class TaskEntry(Strict):
@@ -240,8 +258,14 @@ class TaskEntry(Strict):
     prompt: str | None = None  # override the task's prompt (prepended to every input)
     max_source_tokens: int | None = Field(None, ge=8)  # override the task's lengths
     max_target_tokens: int | None = Field(None, ge=4)
+    bleu_tokenize: str | None = None  # override sacreBLEU's tokenizer for BLEU (`none`: pre-tokenized text)
     teacher: TeacherSpec = TeacherSpec()
     data_seed: int = 0
+
+    @field_validator("bleu_tokenize")
+    @classmethod
+    def _known_tokenizer(cls, v: str | None) -> str | None:
+        return _check_bleu_tokenize(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -284,7 +308,7 @@ class TaskEntry(Strict):
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", self.name):
                 raise _error_at("TaskEntry", ("name",), f"custom task name {self.name!r} must start with a letter "
                                 f"and use only letters, digits, '_', '.', '-'", self.name)
-            for key in ("data", "filters", "prompt", "max_source_tokens", "max_target_tokens"):
+            for key in ("data", "filters", "prompt", "max_source_tokens", "max_target_tokens", "bleu_tokenize"):
                 if getattr(self, key) is not None:
                     raise _error_at("TaskEntry", (key,), f"a custom task sets {key} inside `custom:` (allowed "
                                     f"here: name, custom, sizes, teacher, data_seed)", getattr(self, key))
@@ -308,7 +332,8 @@ class TaskEntry(Strict):
         return get_task(self.name).configured(
             data=self.data.source_dict() | {"columns": self.data.columns} if self.data else None,
             filters=self.filters.model_dump() if self.filters else None, prompt=self.prompt,
-            max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens)
+            max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens,
+            bleu_tokenize=self.bleu_tokenize)
 
     def split_sizes(self):
         """The entry's sizes as `tasks.base.SplitSizes`."""
@@ -391,6 +416,9 @@ class Spec(Strict):
     eval: EvalSpec = EvalSpec()
     resources: Resources = Resources()
     storage: Storage = Storage()
+    tracking: TrackingSpec = TrackingSpec()  # MLflow / TensorBoard / W&B (bench/tracking.py)
+    search: dict[str, Any] | None = None  # search spaces of `kdbench tune` (bench/search.py)
+    study: dict[str, Any] | None = None  # a study's claims (bench/studies.py): what the Findings test
 
     @field_validator("teacher_cache", mode="before")
     @classmethod
@@ -463,6 +491,18 @@ class Spec(Strict):
             if adaptive:
                 raise ValueError(f"student_train.dev_every = 0, but {', '.join(adaptive)} adapt(s) to the dev "
                                  f"loss (DistiLLM's schedule): set student_train.dev_every > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _search_and_study(self) -> Spec:
+        if self.search is not None:
+            from bench.search import parse_search
+
+            parse_search(self)  # ValueError naming the field, the value and what is allowed
+        if self.study is not None:
+            from bench.studies import parse_study
+
+            parse_study(self)
         return self
 
     def task(self, name: str) -> TaskEntry:

@@ -23,7 +23,7 @@ from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
 from bench.distill.streams import Stream
-from bench.evaluate import decode, dev_set, evaluate_model, quality_settings
+from bench.evaluate import decode, dev_set, evaluate_model, looks_pretokenized, quality_settings
 from bench.flops import forward_flops, generation_flops
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
@@ -70,6 +70,7 @@ class TaskArtifacts:
     task: str
     lengths: Lengths
     metric: str = "bleu"  # the task's headline metric (a key of bench.evaluate.score)
+    bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU (the task's choice)
     paths: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
@@ -130,7 +131,8 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     """Build (or reuse) every shared artifact of one task, in dependency order."""
     task = entry.task()  # the registered or custom task, with the entry's overrides
     store = ArtifactStore(store_root)
-    out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens), task.metric)
+    out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens), task.metric,
+                        getattr(task, "bleu_tokenize", "13a"))
     device = torch_device(spec)
     amp = autocast_dtype(spec.resources.precision)
     runtime = {"device": spec.resources.device, "precision": spec.resources.precision}
@@ -154,6 +156,10 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     # data: bad data fails here, before any training, with the split, file and row
     data = stage("data", data_key(entry, task), lambda d: build_data(task, entry, d))
     splits = load_splits(data.path)
+    refs = [ref for r in splits.splits["test"] for ref in r["references"]]
+    say(f"[{entry.name}] BLEU uses sacreBLEU tokenize={out.bleu_tokenize}"
+        + ("; the references look pre-tokenized: consider bleu_tokenize: none" if looks_pretokenized(refs)
+           and out.bleu_tokenize != "none" else ""))
 
     # tokenizer: the pretrained teacher's own, or byte-level BPE trained on the students'
     # training text only (never the teacher pool)
@@ -200,7 +206,8 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                 model, [stream], [(CrossEntropy(tspec.label_smoothing, tspec.loss_normalization), 1.0)],
                 tspec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                 max_target=out.lengths.max_target, device=device, autocast_dtype=amp,
-                dev=dev_set(tok, splits.splits["dev"], out.lengths, tspec, task.metric) if tspec.dev_every else None,
+                dev=dev_set(tok, splits.splits["dev"], out.lengths, tspec, task.metric, out.bleu_tokenize)
+                if tspec.dev_every else None,
                 seed=entry.data_seed, log_every=max(1, tspec.steps // 5),
                 log=lambda m: say(f"[{entry.name}] teacher step {m['step']}/{tspec.steps} loss {m['loss']:.3f}"
                                   + (f", dev loss {m['dev_loss']:.3f}" if "dev_loss" in m else "")),
@@ -309,11 +316,11 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     def build_teacher_eval(d: Path) -> None:
         with autocast(amp, device):
             metrics = evaluate_model(load_teacher(), tok, splits.splits["test"], out.lengths, device=device,
-                                     **quality_settings(spec.eval.model_dump()))
+                                     bleu_tokenize=out.bleu_tokenize, **quality_settings(spec.eval.model_dump()))
         metrics["train"] = json.loads((teacher_art.path / "train_stats.json").read_text())
         (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    ev = stage("teacher_eval", {"teacher": teacher_art.hash, "data": data.hash,
+    ev = stage("teacher_eval", {"teacher": teacher_art.hash, "data": data.hash, "bleu_tokenize": out.bleu_tokenize,
                                 **quality_settings(spec.eval.model_dump()), **runtime}, build_teacher_eval)
     out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
     return out

@@ -99,6 +99,7 @@ def worker_config(spec: dict[str, Any], art: dict[str, Any], *, task: str, metho
         "task": task, "method": method, "ratio": ratio, "seed": seed, "student_init": student_init,
         "method_definition": method_to_dict(resolved), "overrides": overrides,
         "paths": art["paths"], "lengths": art["lengths"], "metric": art["metric"], "flops": art.get("flops", {}),
+        "bleu_tokenize": art.get("bleu_tokenize", "13a"),
         "train": train, "eval": spec["eval"], "teacher_cache": spec["teacher_cache"],
         "evaluate_test": True, "device": res["device"], "precision": res["precision"],
         "cpus_per_worker": res["cpus_per_worker"],
@@ -201,7 +202,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     run = TrainingRun(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
                       max_target=lengths.max_target, device=device, teacher=teacher, teacher_cache=cache,
                       autocast_dtype=amp, noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
-                      schedule=method.schedule, dev=dev_set(tok, splits.splits["dev"], lengths, spec, cfg["metric"]),
+                      schedule=method.schedule,
+                      dev=dev_set(tok, splits.splits["dev"], lengths, spec, cfg["metric"], cfg["bleu_tokenize"]),
                       seed=cfg["seed"] * 1000 + rank, target_sets=target_sets)
     if state is not None:
         run.load(state)
@@ -212,7 +214,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     if cfg.get("evaluate_test", True):  # a search selects on dev only and never looks at test
         with autocast(amp, device):
             metrics = evaluate_model(bare(student), tok, splits.splits["test"], lengths, device=device,
-                                     **quality_settings(cfg["eval"]))
+                                     bleu_tokenize=cfg["bleu_tokenize"], **quality_settings(cfg["eval"]))
     shared = {"teacher_generation": sum(cfg["flops"].get(pt_label(pt), 0.0) for pt in method.pt_specs),
               "teacher_cache": sum(v for k, v in cfg["flops"].items() if k.startswith("teacher_cache/")
                                    and cache is not None and k in _cache_labels(method))}

@@ -70,6 +70,7 @@ class Task(Protocol):
     name: str
     description: str
     metric: str  # headline metric, one of METRICS
+    bleu_tokenize: str  # sacreBLEU's tokenizer for BLEU
     prompt: str  # prepended to every source
     max_source_tokens: int  # tokenizer-level limits used for truncation and generation
     max_target_tokens: int
@@ -86,7 +87,7 @@ class Task(Protocol):
 
     def configured(self, *, data: dict | None = None, filters: dict | None = None,
                    prompt: str | None = None, max_source_tokens: int | None = None,
-                   max_target_tokens: int | None = None) -> Task:
+                   max_target_tokens: int | None = None, bleu_tokenize: str | None = None) -> Task:
         """A copy with a spec's overrides applied; SettingError names what cannot be overridden."""
         ...
 

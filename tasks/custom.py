@@ -13,7 +13,8 @@ DEFAULT_SIZES = SplitSizes(labeled=2000, unlabeled=None, dev=500, test=None, tea
 
 
 def custom_task(name: str, *, source_field: str, target_field: str, references_field: str | None = None,
-                prompt: str = "", metric: str = "bleu", max_source_tokens: int = 256, max_target_tokens: int = 64,
+                prompt: str = "", metric: str = "bleu", bleu_tokenize: str = "13a", max_source_tokens: int = 256,
+                max_target_tokens: int = 64,
                 filters: dict[str, Any] | None = None, format: str | None = None,
                 files: dict[str, Any] | None = None, path: str | None = None, config: str | None = None,
                 revision: str | None = None, description: str | None = None) -> DatasetTask:
@@ -31,6 +32,7 @@ def custom_task(name: str, *, source_field: str, target_field: str, references_f
         data=data,
         reader=Fields(source=source_field, target=target_field, references=references_field),
         metric=metric,
+        bleu_tokenize=bleu_tokenize,
         prompt=prompt,
         max_source_tokens=max_source_tokens,
         max_target_tokens=max_target_tokens,

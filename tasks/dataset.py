@@ -113,6 +113,7 @@ class DatasetTask:
     max_target_tokens: int
     default_sizes: SplitSizes
     prompt: str = ""
+    bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU (`none` for pre-tokenized corpora)
     filters: LengthFilter = LengthFilter()
     skip_empty: bool = False  # drop (and count) rows with an empty field instead of failing
     definition_version: str = "1"  # bump when the reader or the recipe changes
@@ -137,7 +138,7 @@ class DatasetTask:
         return {"kind": "dataset", "version": self.version, "data": self.source().fingerprint(),
                 "reader": {"type": type(self.reader).__name__, **asdict(self.reader)},
                 "prompt": self.prompt, "filters": asdict(self.filters), "skip_empty": self.skip_empty,
-                "metric": self.metric, "max_source_tokens": self.max_source_tokens,
+                "metric": self.metric, "bleu_tokenize": self.bleu_tokenize, "max_source_tokens": self.max_source_tokens,
                 "max_target_tokens": self.max_target_tokens}
 
     def describe(self) -> dict[str, Any]:
@@ -148,7 +149,8 @@ class DatasetTask:
                 "max_source_tokens": self.max_source_tokens, "max_target_tokens": self.max_target_tokens}
 
     def configured(self, *, data: dict | None = None, filters: dict | None = None, prompt: str | None = None,
-                   max_source_tokens: int | None = None, max_target_tokens: int | None = None) -> DatasetTask:
+                   max_source_tokens: int | None = None, max_target_tokens: int | None = None,
+                   bleu_tokenize: str | None = None) -> DatasetTask:
         try:
             source = DataSource.from_dict(data) if data is not None else self.data
         except SettingError as err:
@@ -164,6 +166,7 @@ class DatasetTask:
             prompt=self.prompt if prompt is None else prompt,
             max_source_tokens=max_source_tokens or self.max_source_tokens,
             max_target_tokens=max_target_tokens or self.max_target_tokens,
+            bleu_tokenize=bleu_tokenize or self.bleu_tokenize,
         )
 
     def check_runnable(self, sizes: SplitSizes) -> None:

@@ -91,7 +91,7 @@ def test_student_inits_are_an_axis_checked_before_any_work():
     assert parse_spec(tiny_spec_dict()).student_inits == ["random"]
     msg = _error(lambda d: d.update(student_inits=["random", "shrink-every-third"]))
     assert "student_inits" in msg and "shrink-every-third" in msg
-    assert "allowed: random, shrink-alternating, shrink-first-last, pretrained:<hub name or path>" in msg
+    assert "allowed: random, random/width, random/depth, shrink-alternating, shrink-first-last, pretrained:<hub name or path>" in msg
     assert "may appear once" in _error(lambda d: d.update(student_inits=["random", "random"]))
 
 
