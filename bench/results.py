@@ -130,13 +130,54 @@ def slug(trial_key: str) -> str:
     return f"{name}-{hashlib.sha1(trial_key.encode()).hexdigest()[:10]}"
 
 
-def write_outputs(run_dir: Path | str, trial_key: str, hypotheses: list[str]) -> str:
+def write_outputs(run_dir: Path | str, trial_key: str, hypotheses: list[str],
+                  references: list[list[str]] | None = None, bleu_tokenize: str | None = None) -> str:
     """Store a trial's test outputs (aligned with `references/<task>.json`, for paired
-    significance tests); returns the path relative to the run dir, recorded in the row as
-    `outputs_file`. Written to a temp file and renamed, so a reader never sees half a file."""
+    significance tests) and, given the references, their per-example statistics
+    (`bench.example_stats`, `<outputs>.stats.npz`); returns the outputs' path relative to the
+    run dir, recorded in the row as `outputs_file`. Written to temp files and renamed, so a
+    reader never sees half a file."""
     rel = f"{OUTPUTS_DIR}/{slug(trial_key)}.json"
     write_json_atomic(Path(run_dir) / rel, {"trial_key": trial_key, "hypotheses": hypotheses})
+    if references is not None:
+        from bench.example_stats import example_stats
+
+        write_example_stats(run_dir, rel, trial_key, *example_stats(hypotheses, references, bleu_tokenize))
     return rel
+
+
+def write_example_stats(run_dir: Path | str, outputs_file: str, trial_key: str, stats: dict, meta: dict) -> None:
+    """Per-example statistics of an outputs file (`bench.example_stats`), beside it: one array per
+    metric, named by the metric and what it was computed with (signature, references), so a
+    reader opens only the array it wants."""
+    import numpy as np
+
+    path = Path(run_dir) / (outputs_file.removesuffix(".json") + ".stats.npz")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    named = {_stats_name(m, meta["signatures"][m], meta["references_digest"]): a for m, a in stats.items()}
+    np.savez(tmp, **named)
+    os.replace(tmp, path)
+
+
+def _stats_name(metric: str, signature: str, references_digest: str) -> str:
+    return f"{metric}.{hashlib.sha1(f'{signature}|{references_digest}'.encode()).hexdigest()[:12]}"
+
+
+def load_example_stats(run_dir: Path | str, row: dict[str, Any], metric: str, signature: str,
+                       references_digest: str):
+    """A row's stored per-example statistics of `metric`, if they were computed with this
+    signature against these references (else None: the caller computes them)."""
+    if not row.get("outputs_file"):
+        return None
+    import numpy as np
+
+    path = Path(run_dir) / (str(row["outputs_file"]).removesuffix(".json") + ".stats.npz")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            name = _stats_name(metric, signature, references_digest)
+            return data[name] if name in data.files else None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def write_references(run_dir: Path | str, task: str, references: list[list[str]]) -> str:

@@ -87,7 +87,8 @@ def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str,
     return artifacts, errors
 
 
-def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict) -> dict:
+def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict,
+                references: list[list[str]]) -> dict:
     """The teacher's row: quality from the cached evaluation (costs: profiled after the grid)."""
     from bench.results import write_outputs
     from bench.trial import teacher_key
@@ -103,10 +104,34 @@ def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versi
         "bleu": ev["bleu"], "chrf": ev["chrf"], "params": params, "realized_ratio": 1.0,
         "latency_ms": None, "eval_seconds": ev["eval_seconds"],
         "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": {**ev, "params": params},
-        "outputs_file": write_outputs(run_dir, key, art["teacher_eval"]["hypotheses"]),
+        "outputs_file": write_outputs(run_dir, key, art["teacher_eval"]["hypotheses"], references,
+                                      art.get("bleu_tokenize")),
         "config": {"teacher": entry.teacher.model_dump(), "sizes": entry.sizes.model_dump(),
                    "eval": spec.eval.model_dump(), "spec_name": spec.name},
         "artifacts": art["hashes"], "versions": versions, "run_id": run_dir.name,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def copy_input_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict,
+                   test: list[dict]) -> dict:
+    """The copy-the-input baseline: each test input (without the task's prompt) as its own
+    output. A teacher below it has learned nothing worth distilling (the report says so)."""
+    from bench.evaluate import score
+    from bench.results import write_outputs
+
+    prompt = art.get("prompt", "")
+    hyps = [r["source"][len(prompt):] if prompt and r["source"].startswith(prompt) else r["source"] for r in test]
+    references = [r["references"] for r in test]
+    metrics = {k: v for k, v in score(hyps, references, art.get("bleu_tokenize", "13a")).items()}
+    key = f"{task}|baseline|copy_input"
+    return {
+        "trial_key": key, "status": "ok", "error": None, "role": "baseline", "task": task, "method": "copy_input",
+        "ratio": None, "seed": None, "bleu": metrics["bleu"], "chrf": metrics["chrf"], "params": None,
+        "realized_ratio": None, "latency_ms": None, "metrics": {**metrics, "headline": art["metric"]},
+        "outputs_file": write_outputs(run_dir, key, hyps, references, art.get("bleu_tokenize")),
+        "config": {"spec_name": spec.name, "baseline": "copy the input (without the task prompt) as the output"},
+        "artifacts": {"data": art["hashes"]["data"]}, "versions": versions, "run_id": run_dir.name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -147,8 +172,10 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
     for task, art in artifacts.items():
         if art is not None:
             test = load_splits(art["paths"]["data"]).splits["test"]
-            write_references(run_dir, task, [r["references"] for r in test])
-            append_row(run_dir, teacher_row(spec, task, art, run_dir, versions))
+            references = [r["references"] for r in test]
+            write_references(run_dir, task, references)
+            append_row(run_dir, teacher_row(spec, task, art, run_dir, versions, references))
+            append_row(run_dir, copy_input_row(spec, task, art, run_dir, versions, test))
             ev, metric = art["teacher_eval"], art["metric"]
             headline = "" if metric == "bleu" else f"{metric} {ev[metric]:.2f}, "
             print(f"[{task}] teacher: {headline}BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f}", flush=True)

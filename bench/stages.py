@@ -71,6 +71,7 @@ class TaskArtifacts:
     lengths: Lengths
     metric: str = "bleu"  # the task's headline metric (a key of bench.evaluate.score)
     bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU (the task's choice)
+    prompt: str = ""  # the task's prompt (prepended to every input)
     paths: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
     reused: dict[str, bool] = field(default_factory=dict)
@@ -132,7 +133,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     task = entry.task()  # the registered or custom task, with the entry's overrides
     store = ArtifactStore(store_root)
     out = TaskArtifacts(entry.name, Lengths(task.max_source_tokens, task.max_target_tokens), task.metric,
-                        getattr(task, "bleu_tokenize", "13a"))
+                        getattr(task, "bleu_tokenize", "13a"), task.prompt)
     device = torch_device(spec)
     amp = autocast_dtype(spec.resources.precision)
     runtime = {"device": spec.resources.device, "precision": spec.resources.precision}

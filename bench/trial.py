@@ -39,7 +39,7 @@ from bench.models import shape_of
 from bench.precision import autocast, autocast_dtype
 from bench.profiling import student_dir
 from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
-from bench.results import append_row, finished_row, slug, write_outputs
+from bench.results import append_row, finished_row, load_references, slug, write_outputs
 from bench.seeding import seed_everything
 from bench.spec import TrainSpec
 from bench.stages import pt_label
@@ -335,7 +335,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         if metrics.get("permanent_error"):
             raise PermanentError(metrics["permanent_error"])
         if "hypotheses" in metrics:
-            row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"))
+            row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"),
+                                                load_references(run_dir, task), art.get("bleu_tokenize"))
         metrics["headline"] = art["metric"]
         row.update(status="ok", error=None, **{k: metrics.get(k) for k in REPORTED},
                    eval_seconds=metrics.get("eval_seconds"), train_seconds=metrics["train"]["train_seconds"],

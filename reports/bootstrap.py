@@ -33,7 +33,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from reports.metric_stats import SACREBLEU_METRICS, TestSet, corpus_scores, sufficient_stats
+from bench.example_stats import SACREBLEU_METRICS, TestSet, corpus_scores, sufficient_stats
 
 ALPHA = 0.05  # significance level of markers and findings
 BOOTSTRAP_SAMPLES = 1000  # example resamples

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bench.results as store
+from bench.example_stats import references_digest
 
 REFERENCES_DIR = "references"
 
@@ -79,8 +80,7 @@ def outputs_stamp(run_dir: Path | str, outputs_file: str) -> list[int] | None:
 
 def digest(data: Any) -> str:
     """A short content hash of JSON-able data (e.g. a test set's references)."""
-    text = json.dumps(data, ensure_ascii=False, sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return references_digest(data)
 
 
 def _read_json(path: Path) -> Any:

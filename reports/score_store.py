@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from reports.metric_stats import TestSet, signature, sufficient_stats
+from bench.example_stats import TestSet, signature, sufficient_stats
+from bench.results import load_example_stats
 from reports.outputs import OutputsError, digest, load_hypotheses, load_references, outputs_stamp
 
 CACHE_DIR = Path(".cache") / "example_scores"
@@ -62,18 +63,28 @@ class _Shelf:
 
     def put(self, key: str, stats: np.ndarray) -> None:
         self.new[key] = stats
-        _save(self.dirs[0] / "loose" / f"{key}.npy", stats)
 
     def flush(self) -> None:
-        """Fold the loose entries of the written dir into one new pack once there are many."""
+        """Write this build's entries: as loose files while there are few, else folded with the
+        loose ones into one new pack (a first build of a large run writes one file, not one per row)."""
         loose_dir = self.dirs[0] / "loose"
         loose = sorted(loose_dir.glob("*.npy")) if loose_dir.is_dir() else []
-        if len(loose) < REPACK_AFTER:
+        if len(loose) + len(self.new) < REPACK_AFTER:
+            for key, stats in self.new.items():
+                _save(loose_dir / f"{key}.npy", stats)
+            self.new = {}
             return
         index, pack = self.packs[0]
         keys = list(index)
         arrays = [pack[i] for i in range(len(keys))]
+        fresh = [k for k in self.new if k not in index]
+        keys += fresh
+        arrays += [self.new[k] for k in fresh]
+        self.new = {}
+        known = set(keys)
         for path in loose:
+            if path.stem in known:
+                continue
             try:
                 arrays.append(np.load(path, allow_pickle=False))
                 keys.append(path.stem)
@@ -169,6 +180,8 @@ class ScoreStore:
             return self._memo[key]
         shelf = self._shelf(metric, tokenize, test_set, "stats")
         stats = shelf.get(key) if shelf is not None else None
+        if stats is None or stats.shape[0] != len(test_set):  # computed by the evaluation, stored with the outputs
+            stats = load_example_stats(row["run_dir"], dict(row), metric, signature(metric, tokenize), test_set.digest)
         if stats is None or stats.shape[0] != len(test_set):
             hyps = load_hypotheses(row["run_dir"], row)
             stats = sufficient_stats(metric, hyps, test_set, tokenize).astype("float32")

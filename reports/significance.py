@@ -33,7 +33,7 @@ from reports.bootstrap import (
 )
 from reports.frame import SPEC_MARK, is_student, ok_rows
 from reports.headline import metric_name, task_names
-from reports.metric_stats import TestSet, supported
+from bench.example_stats import TestSet, supported
 from reports.outputs import OutputsError
 from reports.score_store import ScoreStore
 

@@ -59,24 +59,33 @@ def rows_of(path: Path) -> list[dict]:
 
 
 def check_splits(splits, e: TaskEntry) -> None:
-    """The shape every task produces: disjoint splits, the right fields, sizes and prompt."""
+    """The shape every task produces: splits disjoint by input, the right fields, sizes and
+    prompt. Labeled rows are (input, target) pairs, so an input may repeat there with another
+    target; every other split has one row per input."""
     task, sizes = e.task(), e.split_sizes()
-    assert set(splits.splits) == set(SPLITS) and splits.splits["teacher_pool"] == []
+    assert set(splits.splits) == set(SPLITS) and len(splits.splits["teacher_pool"]) == sizes.teacher_pool
     seen: set[str] = set()
-    for name in ("labeled", "unlabeled", "dev", "test"):
+    for name in ("labeled", "unlabeled", "dev", "test", "teacher_pool"):
         rows = splits.splits[name]
         want = getattr(sizes, name)
-        assert rows and (want is None or len(rows) == want), (name, len(rows), want)
+        assert (rows or name == "teacher_pool") and (want is None or len(rows) == want), (name, len(rows), want)
         sources = splits.sources(name)
-        assert len(set(sources)) == len(sources) and not seen & set(sources), name
+        if name in ("labeled", "teacher_pool"):
+            pairs = [(r["source"], r["target"]) for r in rows]
+            assert len(set(pairs)) == len(pairs), name
+        else:
+            assert len(set(sources)) == len(sources), name
+        assert not seen & set(sources), name
         seen |= set(sources)
-        keys = {"labeled": {"source", "target"}, "unlabeled": {"source"}}.get(name, {"source", "references"})
+        keys = {"labeled": {"source", "target"}, "teacher_pool": {"source", "target"},
+                "unlabeled": {"source"}}.get(name, {"source", "references"})
         for row in rows:
             assert set(row) == keys and row["source"].startswith(task.prompt) and row["source"] != task.prompt
             if "target" in row:
                 assert isinstance(row["target"], str) and row["target"].strip()
             if "references" in row:
-                assert 1 <= len(row["references"]) <= sizes.references
+                assert 1 <= len(row["references"]) <= (sizes.references or len(row["references"]))
+                assert len(set(row["references"])) == len(row["references"])
                 assert all(isinstance(r, str) and r.strip() for r in row["references"])
 
 
@@ -93,6 +102,8 @@ def test_registry_has_the_paper_tasks():
         task = get_task(name)
         assert task.metric in METRICS and task.prompt and task.description
         assert task.default_sizes.teacher_pool == 0 and not task.uses_teacher_pool
+        assert task.default_sizes.references is None  # every reference the data has
+        assert task.definition_version == "2"
     assert get_task("xsum").metric == "rougeL" and get_task("shakespeare").metric == "bleu"
 
 
@@ -129,6 +140,20 @@ def test_fixture_builds_the_realistic_splits(name):
     assert first.info["data"].startswith("local directory") and first.info["counts"]["labeled"] > 0
 
 
+@pytest.mark.parametrize("name", PAPER_TASKS)
+def test_a_teacher_pool_comes_from_train_and_leaves_the_other_splits_alone(name):
+    plain = build(entry(name))
+    e = entry(name, sizes={**SIZES[name], "teacher_pool": 4})
+    pooled = build(e)
+    check_splits(pooled, e)  # disjoint from every other split by input, with targets
+    for split in ("labeled", "dev", "test"):
+        assert pooled.splits[split] == plain.splits[split], split
+    if SIZES[name]["unlabeled"] is not None:
+        assert pooled.splits["unlabeled"] == plain.splits["unlabeled"]
+    assert pooled.info["teacher_pool_pairs"] == 4 and pooled.info["distinct_teacher_pool_inputs"] >= 1
+    assert data_key(e, e.task()) != data_key(entry(name), entry(name).task())
+
+
 def test_xsum_drops_empty_and_stub_articles_and_keeps_test_articles_out_of_train():
     e = entry("xsum", sizes={"labeled": 10, "unlabeled": None, "dev": 5, "test": None})
     splits = build(e)
@@ -161,12 +186,21 @@ def test_squad_qg_divides_validation_into_dev_and_test():
 
 
 def test_squad_qg_questions_sharing_passage_and_answer_become_references():
-    e = entry("squad_qg", sizes={"labeled": 30, "unlabeled": 0, "dev": 1, "test": 1})
+    e = entry("squad_qg", sizes={"labeled": 36, "unlabeled": 0, "dev": 1, "test": 1})
     splits = build(e)
-    assert splits.info["merged_duplicate_inputs"]["train"] == 6
-    # the year of founding was asked twice per passage; labeled keeps the first question as target
-    years = [r for r in splits.splits["labeled"] if r["source"].split(" context: ")[0][-4:].isdigit()]
-    assert years and all(r["target"].startswith("When was") for r in years)
+    info = splits.info
+    # the year of founding is asked twice per passage in train: two labeled pairs, one per question
+    assert info["repeated_train_inputs"] == 6 and info["duplicate_train_pairs_dropped"] == 0
+    assert (info["labeled_pairs"], info["distinct_labeled_inputs"]) == (36, 30)
+    years = {}
+    for r in splits.splits["labeled"]:
+        if r["source"].split(" context: ")[0][-4:].isdigit():
+            years.setdefault(r["source"], []).append(r["target"])
+    assert len(years) == 6
+    for questions in years.values():
+        assert sorted(q.split()[0] for q in questions) == ["In", "When"]  # "When was ...", "In which year ..."
+    # validation rows repeat the answer three times but each (passage, answer) is one input
+    assert info["merged_duplicate_inputs"] == {"validation": 0}
 
 
 def test_art_target_is_the_hypothesis_the_label_marks_correct():
@@ -209,6 +243,9 @@ def test_shakespeare_goes_from_modern_to_original(tmp_path):
     for row in splits.splits["test"]:
         assert row["references"] == [pairs[row["source"].removeprefix("shakespearize: ")]]
     assert splits.info["dropped_by_filters"]["train"] == 2  # lines under 8 words
+    pooled = build(entry("shakespeare", sizes={**SIZES["shakespeare"], "teacher_pool": 5}))
+    for row in pooled.splits["teacher_pool"]:
+        assert pairs[row["source"].removeprefix("shakespearize: ")] == row["target"]
 
 
 def test_columns_of_a_differently_named_copy_are_mapped(tmp_path):
@@ -259,6 +296,11 @@ def test_data_artifact_holds_splits_and_task_card(tmp_path):
     assert card["metric"] == "rougeL" and card["prompt"] == "generate question: "
     assert (card["max_source_tokens"], card["max_target_tokens"]) == (512, 48)
     assert card["splits"]["counts"]["test"] == 12 and card["data"].startswith("local directory")
+    assert card["version"] == "squad_qg-2" and card["splits"]["sizes"]["references"] is None
+    refs = card["splits"]["references"]
+    assert refs["at_most"] is None and refs["test"]["references_dropped"] == 0
+    assert refs["dev"]["inputs"] + refs["test"]["inputs"] == 20
+    assert card["splits"]["labeled_pairs"] == 10 and "distinct_labeled_inputs" in card["splits"]
 
 
 # ----------------------------------------------------------------------------- offline

@@ -10,7 +10,7 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from reports.bootstrap import compare, paired_bootstrap, resample_counts, system_scores
-from reports.metric_stats import (
+from bench.example_stats import (
     TestSet,
     corpus_scores,
     lcs_length,

@@ -19,7 +19,7 @@ from reports.bootstrap import (
     resample_counts,
     system_scores,
 )
-from reports.metric_stats import corpus_scores, streams, sufficient_stats
+from bench.example_stats import corpus_scores, streams, sufficient_stats
 from reports.pareto import pareto_mask
 from reports.stats import ci_bounds, gain, retained, summarize, t_interval
 from reports.tables import best_mask, mean_ci

@@ -38,6 +38,28 @@ def supported(metric: str) -> bool:
     return metric in PER_EXAMPLE_METRICS
 
 
+def references_digest(references) -> str:
+    """A short content hash of a test set's references (what per-example statistics belong to)."""
+    import hashlib
+    import json
+
+    text = json.dumps(references, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def example_stats(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
+                  tokenize: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """Every per-example metric's statistics for one system's test outputs (float32), and what
+    they belong to (metric signatures, the references' digest): computed once, where the
+    outputs are made, and stored beside them so that reports never rescore them."""
+    test_set = TestSet(references, references_digest([list(r) for r in references]))
+    stats = {m: sufficient_stats(m, hypotheses, test_set, tokenize).astype("float32")
+             for m in sorted(PER_EXAMPLE_METRICS)}
+    meta = {"references_digest": test_set.digest,
+            "signatures": {m: signature(m, tokenize) for m in stats}}
+    return stats, meta
+
+
 @lru_cache(maxsize=None)
 def signature(metric: str, tokenize: str | None = None) -> str:
     """What the statistics of `metric` depend on besides the texts (for cache keys)."""
