@@ -4,7 +4,8 @@ observations -> a plausible explanation of what happened in between.
 Hub: `allenai/art`, config `anli` (columns observation_1, observation_2, hypothesis_1,
 hypothesis_2, label ∈ {1, 2}; splits train/validation). The target is the hypothesis the label
 marks as correct; the many plausible hypotheses written for one observation pair become its
-references. With no test split, the validation split is divided into dev and test.
+references on dev/test and one labeled example each in train. With no test split, the
+validation split is divided into dev and test.
 """
 from dataclasses import dataclass
 from typing import Any
@@ -41,5 +42,5 @@ TASK = DatasetTask(
     filters=LengthFilter(min_target_words=2),
     # ~17.8k distinct observation pairs in train: a fixed labeled split, all the rest unlabeled.
     default_sizes=SplitSizes(labeled=5_000, unlabeled=None, dev=500, test=None, teacher_pool=0,
-                             references=4),
+                             references=None),
 )

@@ -62,6 +62,10 @@ class BuiltinTask:
             if getattr(sizes, split) is None:
                 raise SettingError(f"sizes.{split}", f"task {self.name!r} is generated, so it needs a number of "
                                                       f"examples (null, 'all that remain', is for dataset tasks)")
+        if sizes.references is None:
+            raise SettingError("sizes.references", f"task {self.name!r} is generated, so it needs a number of "
+                                                    f"references to generate per dev/test input (null, 'every "
+                                                    f"reference the data has', is for dataset tasks)")
 
     def build(self, sizes: SplitSizes, seed: int) -> TaskSplits:
         self.check_runnable(sizes)

@@ -9,7 +9,8 @@ from tasks.dataset import DatasetTask, Fields, LengthFilter
 from tasks.sources import DataSource
 
 # A custom task has no natural sizes: these are the paper's shape; small data must set its own.
-DEFAULT_SIZES = SplitSizes(labeled=2000, unlabeled=None, dev=500, test=None, teacher_pool=0, references=4)
+# Every reference of a dev/test input is kept; no teacher-only pool unless the spec asks for one.
+DEFAULT_SIZES = SplitSizes(labeled=2000, unlabeled=None, dev=500, test=None, teacher_pool=0, references=None)
 
 
 def custom_task(name: str, *, source_field: str, target_field: str, references_field: str | None = None,
@@ -38,5 +39,5 @@ def custom_task(name: str, *, source_field: str, target_field: str, references_f
         max_target_tokens=max_target_tokens,
         filters=length_filter,
         default_sizes=DEFAULT_SIZES,
-        definition_version="custom-1",
+        definition_version="custom-2",
     )

@@ -3,23 +3,33 @@
 A `DatasetTask` is declarative: where the data lives (`DataSource`), how one row becomes an
 input and its reference(s) (a `Reader`), length filters, a prompt, lengths and a metric. Its
 `build` reads the rows, validates them (missing fields, empty or non-text values fail with the
-split, file and row), drops rows outside the length filters, merges rows that share an input
-(their targets become several references) and cuts the splits (`realistic_splits`):
+split, file and row), drops rows outside the length filters and exact duplicate rows, groups
+rows by input and cuts the splits (`realistic_splits`):
 
 - dev and test come from the dataset's own validation and test splits; with only one of them it
-  is divided into dev and test; with neither they are carved out of train;
-- labeled = a fixed number of train inputs with their target; unlabeled = the rest of train,
-  inputs only (all of them, or a fixed number). The teacher trains on the labeled split: real
-  tasks have no teacher-only pool.
+  is divided into dev and test; with neither they are carved out of train. Evaluation rows that
+  share an input are merged into one input with several references; every reference is kept
+  unless `sizes.references` caps them (then the split info counts what was dropped);
+- the train split is a list of (input, target) pairs: an input that repeats with different
+  targets gives several pairs. `labeled` and `teacher_pool` count pairs and take every pair of
+  the inputs they draw (only the last input drawn may be cut to hit the size exactly; its other
+  pairs go nowhere); `unlabeled` counts inputs, one row per input;
+- `teacher_pool` (0 unless asked for) is a teacher-only set of train pairs that emulates the
+  head start of a pretrained teacher when the teacher is trained from scratch: the teacher
+  trains on labeled + teacher_pool, students never see it (bench/stages.py).
 
-Every split is disjoint from every other by input text, and the draw is seeded per pool, so
-growing the training splits never changes dev or test.
+Every split is disjoint from every other by input text. The draw is one seeded shuffle of the
+distinct train inputs (per data seed): dev and test first when carved out of train, then
+labeled from the front, teacher_pool from the back, unlabeled in between (all that remain when
+`unlabeled` is null). So growing labeled or unlabeled never changes the teacher pool, growing
+the teacher pool never changes labeled (nor a numbered unlabeled split that still fits), and
+the training splits never change dev or test.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from tasks.base import METRICS, SettingError, SplitSizes, TaskDataError, TaskSplits
 from tasks.sources import DataSource, load_rows
@@ -116,13 +126,19 @@ class DatasetTask:
     bleu_tokenize: str = "13a"  # sacreBLEU's tokenizer for BLEU (`none` for pre-tokenized corpora)
     filters: LengthFilter = LengthFilter()
     skip_empty: bool = False  # drop (and count) rows with an empty field instead of failing
-    definition_version: str = "1"  # bump when the reader or the recipe changes
+    # bump when the reader or the recipe changes. 2: labeled keeps every (input, target) pair,
+    # teacher_pool drawn from train, references kept in full unless capped
+    definition_version: str = "2"
     missing_data_hint: str = ""  # why there is no default data source and what to give instead
-    uses_teacher_pool: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise SettingError("metric", f"metric {self.metric!r} is not supported; allowed: {', '.join(METRICS)}")
+
+    @property
+    def uses_teacher_pool(self) -> bool:
+        """Whether the default sizes draw a teacher-only pool (a spec may ask for one anyway)."""
+        return self.default_sizes.teacher_pool > 0
 
     @property
     def version(self) -> str:
@@ -174,10 +190,6 @@ class DatasetTask:
             raise SettingError("data", f"task {self.name!r} has no default data source; give one: "
                                        f"data: {{path: ...}} or data: {{files: {{train: ..., validation: ..., "
                                        f"test: ...}}}}. {self.missing_data_hint}")
-        if sizes.teacher_pool:
-            raise SettingError("sizes.teacher_pool", f"task {self.name!r} reads a dataset and its teacher trains on the "
-                                                     f"labeled split, so teacher_pool must be 0 (a teacher-only pool "
-                                                     f"exists for built-in tasks only)")
 
     def build(self, sizes: SplitSizes, seed: int) -> TaskSplits:
         self.check_runnable(sizes)
@@ -195,11 +207,12 @@ class DatasetTask:
         return TaskSplits(rows, {"sizes": asdict(sizes), **stats})
 
     def _pool(self, split: str, rows: list[dict[str, Any]], where: str, stats: dict) -> dict[str, list[str]]:
-        """Validated, filtered rows of one original split, grouped by input: {input: [references]}."""
+        """Validated, filtered rows of one original split, grouped by input: {input: [targets or
+        references]}, distinct and in file order (for train, each is one (input, target) pair)."""
         if not rows:
             raise TaskDataError(f"task {self.name!r}: split {split!r} ({where}) is empty (no rows)")
         pool: dict[str, list[str]] = {}
-        empty = filtered = 0
+        empty = filtered = duplicates = 0
         for i, row in enumerate(rows):
             try:
                 source, refs = self.reader(row, split)
@@ -214,11 +227,18 @@ class DatasetTask:
                 filtered += 1
                 continue
             known = pool.setdefault(source, [])
-            known.extend(r for r in refs if r not in known)
+            new = [r for r in dict.fromkeys(refs) if r not in known]
+            duplicates += not new
+            known.extend(new)
         stats["rows"][split] = len(rows)
         stats["dropped_empty"][split] = empty
         stats["dropped_by_filters"][split] = filtered
-        stats["merged_duplicate_inputs"][split] = len(rows) - empty - filtered - len(pool)
+        repeats = len(rows) - empty - filtered - len(pool)  # rows whose input came earlier in the split
+        if split == "train":
+            stats["repeated_train_inputs"] = repeats - duplicates  # extra (input, target) pairs, all kept
+            stats["duplicate_train_pairs_dropped"] = duplicates  # identical (input, target) rows
+        else:
+            stats["merged_duplicate_inputs"][split] = repeats  # their references joined the first row's
         if not pool:
             raise TaskDataError(f"task {self.name!r}: no row of split {split!r} ({where}) is left after the length "
                                 f"filters {asdict(self.filters)} ({filtered} of {len(rows)} dropped); relax "
@@ -226,13 +246,14 @@ class DatasetTask:
         return pool
 
 
-Pool = dict[str, list[str]]
+Pool = dict[str, list[str]]  # input -> its distinct targets (train) or references (dev/test)
 
 
 def realistic_splits(task: str, pools: dict[str, Pool], sizes: SplitSizes,
                      seed: int) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Cut labeled / unlabeled / dev / test (and an empty teacher_pool) from the original
-    splits `pools` ({split: {input: references}}); see the module docstring for the recipe."""
+    """Cut labeled / unlabeled / dev / test / teacher_pool from the original splits `pools`
+    ({split: {input: targets or references}}); see the module docstring for the recipe. Returns
+    the rows per split and what the cut did (for the data artifact's `task.json`)."""
 
     def shuffled(split: str) -> list[tuple[str, list[str]]]:
         items = list(pools[split].items())
@@ -271,17 +292,84 @@ def realistic_splits(task: str, pools: dict[str, Pool], sizes: SplitSizes,
         recipe = "dev and test carved out of train"
     held_out = {s for s, _ in dev} | {s for s, _ in test}
     before = len(train)
-    train = [(s, refs) for s, refs in train if s not in held_out]
-    labeled, rest = take(train, sizes.labeled, "labeled", "the train split",
-                         "lower tasks[].sizes.labeled in the spec (the rest of train becomes the unlabeled split)")
-    unlabeled, _ = take(rest, sizes.unlabeled, "unlabeled", "the train split after the labeled inputs",
-                        "lower tasks[].sizes.unlabeled, or set it to null for all that remain")
+    train = [(s, targets) for s, targets in train if s not in held_out]
+    train_pairs = sum(len(targets) for _, targets in train)
+
+    # labeled from the front of the shuffled train inputs, the teacher pool from the back
+    labeled, n_labeled, cut_labeled = _take_pairs(train, sizes.labeled)
+    if len(labeled) < sizes.labeled:
+        raise TaskDataError(f"task {task!r}: sizes.labeled = {sizes.labeled} but the train split has only "
+                            f"{train_pairs} (input, target) pairs ({len(train)} distinct inputs, after length "
+                            f"filters, exact duplicates and inputs also in dev or test); lower "
+                            f"tasks[].sizes.labeled in the spec")
+    rest = train[n_labeled:]
+    pool_rows, n_pool, cut_pool = _take_pairs(rest[::-1], sizes.teacher_pool)
+    if len(pool_rows) < sizes.teacher_pool:
+        raise TaskDataError(f"task {task!r}: sizes.teacher_pool = {sizes.teacher_pool} but the train split has only "
+                            f"{len(pool_rows)} (input, target) pairs ({len(rest)} distinct inputs) left after the "
+                            f"labeled split ({sizes.labeled} pairs of {n_labeled} inputs; {train_pairs} pairs of "
+                            f"{len(train)} inputs in all); the teacher pool is disjoint from labeled, unlabeled, dev "
+                            f"and test by input, so lower tasks[].sizes.teacher_pool or sizes.labeled in the spec")
+    middle = rest[:len(rest) - n_pool]
+    after = "the train split after the labeled inputs" + (" and the teacher pool" if n_pool else "")
+    unlabeled, _ = take(middle, sizes.unlabeled, "unlabeled", after,
+                        "lower tasks[].sizes.unlabeled" + (" or sizes.teacher_pool" if n_pool else "")
+                        + ", or set it to null for all that remain")
+    dev_rows, dev_refs = _with_references(dev, sizes.references)
+    test_rows, test_refs = _with_references(test, sizes.references)
     splits = {
-        "labeled": [{"source": s, "target": refs[0]} for s, refs in labeled],
+        "labeled": labeled,
         "unlabeled": [{"source": s} for s, _ in unlabeled],
-        "dev": [{"source": s, "references": refs[:sizes.references]} for s, refs in dev],
-        "test": [{"source": s, "references": refs[:sizes.references]} for s, refs in test],
-        "teacher_pool": [],
+        "dev": dev_rows,
+        "test": test_rows,
+        "teacher_pool": pool_rows,
     }
-    return splits, {"recipe": recipe, "train_inputs_also_in_dev_or_test": before - len(train),
-                    "counts": {k: len(v) for k, v in splits.items()}}
+    info = {
+        "recipe": recipe,
+        "train_inputs_also_in_dev_or_test": before - len(train),
+        # labeled examples are (input, target) pairs: an input repeated with other targets gives
+        # several labeled rows; unlabeled and teacher_pool share no input with labeled
+        "labeled_examples": "every (input, target) pair of the inputs drawn",
+        "train_pairs": train_pairs,
+        "distinct_train_inputs": len(train),
+        "labeled_pairs": len(labeled),
+        "distinct_labeled_inputs": n_labeled,
+        "teacher_pool_pairs": len(pool_rows),
+        "distinct_teacher_pool_inputs": n_pool,
+        # pairs of the last labeled / teacher-pool input that did not fit the size (that input
+        # belongs to its split, so its other pairs are in no split)
+        "train_pairs_cut_at_split_ends": cut_labeled + cut_pool,
+        "references": {"at_most": sizes.references, "dev": dev_refs, "test": test_refs},
+        "counts": {k: len(v) for k, v in splits.items()},
+    }
+    return splits, info
+
+
+def _take_pairs(groups: list[tuple[str, list[str]]], n: int) -> tuple[list[dict[str, str]], int, int]:
+    """The first `n` (input, target) pairs of `groups` ({input, target} rows, every pair of each
+    input in turn; fewer if there are not enough), how many inputs they use, and how many pairs
+    of the last input used were left out to stop at exactly `n`."""
+    rows: list[dict[str, str]] = []
+    used = cut = 0
+    for source, targets in groups:
+        if len(rows) >= n:
+            break
+        room = n - len(rows)
+        rows += [{"source": source, "target": t} for t in targets[:room]]
+        cut = max(0, len(targets) - room)
+        used += 1
+    return rows, used, cut
+
+
+def _with_references(items: list[tuple[str, list[str]]], at_most: int | None) -> tuple[list[dict], dict[str, int]]:
+    """Evaluation rows with their references (the first `at_most`, or all for None) and counts
+    of what was kept and dropped."""
+    rows = [{"source": s, "references": refs if at_most is None else refs[:at_most]} for s, refs in items]
+    kept = sum(len(r["references"]) for r in rows)
+    return rows, {
+        "inputs": len(rows),
+        "references_kept": kept,
+        "most_per_input_in_data": max((len(refs) for _, refs in items), default=0),
+        "inputs_with_references_dropped": sum(len(refs) > len(r["references"]) for (_, refs), r in zip(items, rows)),
+        "references_dropped": sum(len(refs) for _, refs in items) - kept,
+    }

@@ -28,5 +28,5 @@ TASK = DatasetTask(
     max_source_tokens=96,
     max_target_tokens=96,
     filters=LengthFilter(min_source_words=8, max_source_words=50, min_target_words=8, max_target_words=50),
-    default_sizes=SplitSizes(labeled=7_000, unlabeled=None, dev=500, test=None, teacher_pool=0, references=1),
+    default_sizes=SplitSizes(labeled=7_000, unlabeled=None, dev=500, test=None, teacher_pool=0, references=None),
 )

@@ -4,7 +4,8 @@ answer span -> the question.
 Hub: `rajpurkar/squad`, config `plain_text` (columns id, title, context, question,
 answers{text, answer_start}; splits train/validation). SQuAD has no public test split, so, as in
 the paper's code, the original validation split is divided into dev and test. Questions that
-share a (passage, answer) become several references of one input.
+share a (passage, answer) become several references of one dev/test input, and several labeled
+(input, question) examples in train.
 """
 from dataclasses import dataclass
 from typing import Any
@@ -43,5 +44,5 @@ TASK = DatasetTask(
     filters=LengthFilter(max_source_words=400, min_target_words=3),
     # dev as in the paper's code (1,570 of the 10,570 validation questions), test = the rest.
     default_sizes=SplitSizes(labeled=10_000, unlabeled=40_000, dev=1_570, test=None, teacher_pool=0,
-                             references=4),
+                             references=None),
 )

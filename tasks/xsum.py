@@ -21,5 +21,5 @@ TASK = DatasetTask(
     filters=LengthFilter(min_source_words=20, min_target_words=3),
     skip_empty=True,
     default_sizes=SplitSizes(labeled=10_000, unlabeled=40_000, dev=1_000, test=1_000, teacher_pool=0,
-                             references=1),
+                             references=None),
 )

@@ -275,3 +275,188 @@ def test_copied_files_with_same_content_reuse_the_same_data(tmp_path):
     assert data_key(a, a.task()) == data_key(b, b.task())
     (copy / "test.jsonl").write_text((copy / "test.jsonl").read_text().replace("Residents", "People"))
     assert data_key(a, a.task()) != data_key(b, b.task())
+
+
+# ----------------------------------------------------------------------------- real-data shapes
+# tests/fixtures/concepts: concept sets -> sentences, one row per pair (as CommonGen ships it):
+# 24 train inputs with 1-3 targets each (57 distinct pairs, plus one exact duplicate row); 8
+# validation and 8 test inputs with up to 7 references.
+
+CONCEPTS = Path(__file__).parent / "fixtures" / "concepts"
+CONCEPT_SIZES = {"labeled": 15, "unlabeled": None, "dev": 6, "test": None}
+
+
+def concepts_entry(sizes: dict | None = None, **custom) -> TaskEntry:
+    return custom_entry({**CONCEPT_SIZES, **(sizes or {})}, source_field="concepts", target_field="sentence",
+                        files={s: str(CONCEPTS / f"{s}.jsonl") for s in ("train", "validation", "test")}, **custom)
+
+
+def concept_groups(split: str) -> dict[str, list[str]]:
+    """{input: its distinct targets in file order} of one fixture split."""
+    out: dict[str, list[str]] = {}
+    for line in (CONCEPTS / f"{split}.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        targets = out.setdefault(row["concepts"], [])
+        if row["sentence"] not in targets:
+            targets.append(row["sentence"])
+    return out
+
+
+def by_input(rows: list[dict]) -> dict[str, list[str]]:
+    """{input: [targets]} of labeled / teacher-pool rows, inputs in the order they were drawn."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["source"], []).append(r["target"])
+    return out
+
+
+def test_every_reference_is_kept_by_default():
+    e = concepts_entry()
+    assert e.split_sizes().references is None  # the custom task default
+    splits = build(e)
+    truth = {**concept_groups("validation"), **concept_groups("test")}
+    rows = splits.splits["dev"] + splits.splits["test"]
+    for row in rows:
+        assert row["references"] == truth[row["source"]]
+    assert max(len(r["references"]) for r in splits.splits["test"]) == 7
+    assert sum(len(r["references"]) > 4 for r in rows) >= 4  # the old cap of 4 would have cut these
+    refs = splits.info["references"]
+    assert refs["at_most"] is None and refs["test"]["references_dropped"] == 0
+    assert refs["test"]["references_kept"] == sum(map(len, concept_groups("test").values())) == 31
+
+
+def test_a_reference_cap_says_how_many_inputs_lost_references():
+    splits = build(concepts_entry({"references": 4}))
+    truth = {**concept_groups("validation"), **concept_groups("test")}
+    for row in splits.splits["dev"] + splits.splits["test"]:
+        assert row["references"] == truth[row["source"]][:4]
+    test = splits.info["references"]["test"]  # references per test input: 2, 3, 7, 4, 5, 1, 6, 3
+    assert (test["inputs"], test["inputs_with_references_dropped"], test["references_dropped"]) == (8, 3, 6)
+    assert (test["references_kept"], test["most_per_input_in_data"]) == (25, 7)
+    dev = splits.info["references"]["dev"]
+    assert dev["references_dropped"] == sum(max(0, len(truth[r["source"]]) - 4) for r in splits.splits["dev"])
+    assert splits.info["references"]["at_most"] == 4
+
+
+def test_repeated_train_inputs_give_one_labeled_example_per_target():
+    train = concept_groups("train")
+    everything = build(concepts_entry({"labeled": 57, "unlabeled": None}))
+    labeled = everything.splits["labeled"]
+    assert sorted((r["source"], r["target"]) for r in labeled) == sorted((s, t) for s, ts in train.items() for t in ts)
+    info = everything.info
+    assert (info["labeled_pairs"], info["distinct_labeled_inputs"], info["train_pairs"]) == (57, 24, 57)
+    assert info["repeated_train_inputs"] == 57 - 24 and info["duplicate_train_pairs_dropped"] == 1
+    assert everything.splits["unlabeled"] == []
+
+    splits = build(concepts_entry())  # 15 pairs: whole inputs, only the last one drawn may be cut
+    drawn = by_input(splits.splits["labeled"])
+    assert len(splits.splits["labeled"]) == 15 and splits.info["distinct_labeled_inputs"] == len(drawn) < 15
+    *whole, last = drawn
+    assert all(drawn[s] == train[s] for s in whole)
+    assert drawn[last] == train[last][:len(drawn[last])]
+    assert splits.info["train_pairs_cut_at_split_ends"] == len(train[last]) - len(drawn[last])
+    unlabeled = set(splits.sources("unlabeled"))
+    assert not unlabeled & set(drawn) and len(unlabeled) == 24 - len(drawn)  # disjoint by input
+    with pytest.raises(TaskDataError, match=r"sizes.labeled = 58 but the train split has only 57 \(input, target\) "
+                                            r"pairs \(24 distinct inputs"):
+        build(concepts_entry({"labeled": 58}))
+
+
+def test_teacher_pool_draws_train_pairs_that_no_other_split_has():
+    e = concepts_entry({"teacher_pool": 10})
+    assert e.split_sizes().teacher_pool == 10  # a dataset task may ask for one
+    splits = build(e)
+    train = concept_groups("train")
+    pool = splits.splits["teacher_pool"]
+    assert len(pool) == 10 and all(r["target"] in train[r["source"]] for r in pool)
+    drawn = by_input(pool)
+    *whole, _ = drawn
+    assert all(drawn[s] == train[s] for s in whole)
+    for split in ("labeled", "unlabeled", "dev", "test"):
+        assert not set(drawn) & set(splits.sources(split)), split
+    info = splits.info
+    assert (info["teacher_pool_pairs"], info["distinct_teacher_pool_inputs"]) == (10, len(drawn))
+    assert len(splits.splits["unlabeled"]) == 24 - info["distinct_labeled_inputs"] - len(drawn)
+
+
+def test_splits_stay_put_when_other_sizes_change():
+    built: dict = {}
+
+    def cut(**sizes):
+        sizes = {"labeled": 15, "unlabeled": 3, "teacher_pool": 10, **sizes}
+        key = tuple(sorted(sizes.items()))
+        if key not in built:
+            built[key] = build(concepts_entry(sizes)).splits
+        return built[key]
+
+    base = cut()
+    for other in (cut(labeled=5), cut(labeled=20), cut(unlabeled=0), cut(unlabeled=None)):
+        assert other["teacher_pool"] == base["teacher_pool"]  # the pool ignores labeled and unlabeled
+    for pool in (0, 4, 16):  # what students train on ignores the pool
+        other = cut(teacher_pool=pool)
+        assert other["labeled"] == base["labeled"] and other["unlabeled"] == base["unlabeled"]
+    assert cut(labeled=20)["labeled"][:15] == base["labeled"]  # growing a split extends it
+    assert cut(teacher_pool=16)["teacher_pool"][:10] == base["teacher_pool"]
+    assert cut(unlabeled=5)["unlabeled"][:3] == base["unlabeled"]
+    for other in (cut(labeled=20, teacher_pool=16), cut(teacher_pool=0, unlabeled=None)):
+        assert (other["dev"], other["test"]) == (base["dev"], base["test"])
+    assert cut(teacher_pool=0)["labeled"] == build(concepts_entry({"labeled": 15, "unlabeled": 3})).splits["labeled"]
+
+
+def test_impossible_teacher_pool_names_the_split_the_numbers_and_the_fix():
+    info = build(concepts_entry()).info
+    left = 57 - 15 - info["train_pairs_cut_at_split_ends"]
+    with pytest.raises(TaskDataError) as err:
+        build(concepts_entry({"teacher_pool": 50}))
+    msg = str(err.value)
+    assert f"sizes.teacher_pool = 50 but the train split has only {left} (input, target) pairs" in msg
+    assert f"left after the labeled split (15 pairs of {info['distinct_labeled_inputs']} inputs; 57 pairs of 24 " \
+           f"inputs in all)" in msg
+    assert "lower tasks[].sizes.teacher_pool or sizes.labeled" in msg
+    with pytest.raises(TaskDataError, match=r"sizes.unlabeled = 20 but the train split after the labeled inputs and "
+                                            r"the teacher pool has only \d+ distinct inputs.*lower "
+                                            r"tasks\[\].sizes.unlabeled or sizes.teacher_pool, or set it to null"):
+        build(concepts_entry({"teacher_pool": 10, "unlabeled": 20}))
+
+
+def test_teacher_pool_reaches_the_teacher_and_nothing_students_see(tmp_path, monkeypatch):
+    import bench.stages as stages
+    from bench.data import encode, load_splits
+    from bench.pretrained import load_tokenizer
+
+    tiny = tiny_spec_dict(methods=("ft", "seq_kd"))
+    teacher = tiny["tasks"][0]["teacher"]
+    teacher = {**teacher, "train": {**teacher["train"], "dev_every": 0}}  # short texts, no dev passes: fast
+    e = concepts_entry({"unlabeled": 3, "teacher_pool": 10}, max_source_tokens=16, max_target_tokens=16)
+    task = {**e.model_dump(mode="json"), "teacher": teacher}
+    spec = parse_spec({**tiny, "tasks": [task]})
+    seen: dict = {}
+    real_train_tokenizer, real_stream = stages.train_tokenizer, stages.Stream
+
+    def train_tokenizer(texts, *args, **kwargs):
+        seen["tokenizer"] = list(texts)
+        return real_train_tokenizer(texts, *args, **kwargs)
+
+    def stream(*args, **kwargs):
+        seen.setdefault("teacher", real_stream(*args, **kwargs))
+        return seen["teacher"]
+
+    monkeypatch.setattr(stages, "train_tokenizer", train_tokenizer)
+    monkeypatch.setattr(stages, "Stream", stream)
+    art = prepare_task(spec, spec.tasks[0], str(tmp_path / "artifacts"), say=lambda m: None)
+    splits = load_splits(art.paths["data"])
+    labeled, unlabeled, pool = (splits.splits[s] for s in ("labeled", "unlabeled", "teacher_pool"))
+    assert len(pool) == 10
+    # the students' tokenizer learns from their own text only
+    assert seen["tokenizer"] == [r["source"] for r in labeled] + [r["target"] for r in labeled] + \
+        [r["source"] for r in unlabeled]
+    assert not {r["source"] for r in pool} & set(seen["tokenizer"])
+    # the teacher trains on labeled + pool
+    tok = load_tokenizer(art.paths["tokenizer"])
+    assert seen["teacher"].inputs == encode(tok, [r["source"] for r in labeled + pool], art.lengths.max_source)
+    # the teacher's pseudo-targets, what students learn from it, cover labeled and unlabeled inputs only
+    [pt_path] = [p for label, p in art.paths.items() if label.startswith("pseudo_targets/")]
+    pts = json.loads((Path(pt_path) / "pseudo_targets.json").read_text())
+    assert {k: len(v) for k, v in pts.items()} == {"labeled": len(labeled), "unlabeled": len(unlabeled)}
+    card = json.loads((Path(art.paths["data"]) / "task.json").read_text())
+    assert card["splits"]["counts"]["teacher_pool"] == 10 and card["version"] == "headlines-custom-2"

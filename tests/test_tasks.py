@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tasks import SPLITS, SplitSizes, get_task, task_names
+from tasks import SPLITS, SettingError, SplitSizes, get_task, task_names
 from tasks.base import distinct_realizations
 
 SMALL = SplitSizes(labeled=60, unlabeled=80, dev=30, test=30, teacher_pool=100, references=4)
@@ -30,6 +30,17 @@ def test_registry_names():
         assert task.metric == "bleu"
         assert task.description
         assert task.max_source_tokens > 0 and task.max_target_tokens > 0
+
+
+@pytest.mark.parametrize("name", ["d2t", "qg"])
+def test_generated_tasks_need_numbers_and_keep_their_teacher_pool(name):
+    task = get_task(name)
+    assert task.uses_teacher_pool and task.default_sizes.teacher_pool == 16000
+    assert task.default_sizes.references == 4
+    for split in ("unlabeled", "test", "references"):
+        with pytest.raises(SettingError) as err:
+            task.build(SplitSizes(**{**SMALL.__dict__, split: None}), seed=0)
+        assert err.value.field == f"sizes.{split}" and "needs a number" in str(err.value)
 
 
 def test_unknown_task_names_allowed_ones():
