@@ -17,7 +17,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", type=Path, default=None, help="run directory (an existing one resumes: finished trials are kept)")
     run.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")
     run.add_argument("--artifacts-dir", default=None, help="shared artifact store (overrides storage.artifacts_dir)")
+    run.add_argument("--tuned", type=Path, default=None, metavar="BEST_YAML",
+                     help="run the configurations `kdbench tune` chose (its best.yaml); without a spec, the "
+                          "tuned spec")
     run.add_argument("--verbose", action="store_true", help="show Ray's own logs")
+
+    tune = sub.add_parser("tune", help="search hyperparameters of every (task, ratio, method) on dev (the "
+                                       "spec's search: block); writes best.yaml for `run --tuned`")
+    tune.add_argument("spec", nargs="?", help="path to a spec YAML with a search: block (or --preset)")
+    tune.add_argument("--preset", default=None, help="built-in spec (needs a search: block)")
+    tune.add_argument("--address", default=None, help="connect to an existing Ray cluster (e.g. auto or HOST:PORT)")
+    tune.add_argument("--run-dir", type=Path, default=None,
+                      help="run directory (an existing one resumes: finished groups are kept)")
+    tune.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")
+    tune.add_argument("--artifacts-dir", default=None, help="shared artifact store (overrides storage.artifacts_dir)")
+    tune.add_argument("--out", type=Path, default=None, help="also write best.yaml here (default: RUN_DIR/best.yaml only)")
+    tune.add_argument("--verbose", action="store_true", help="show Ray's own logs")
 
     rep = sub.add_parser("report", help="(re)build the report of one or more run directories")
     rep.add_argument("run_dirs", nargs="+", type=Path)
@@ -55,10 +70,27 @@ def main(argv: list[str] | None = None) -> int:
     from bench.spec import SpecError
 
     try:
-        if args.command == "run":
+        if args.command == "run" and args.tuned is not None:
+            from bench.runner import run
+            from bench.tune import load_tuned, tuned_cells, tuned_stage_spec
+
+            tuned = load_tuned(args.tuned)
+            if not args.spec and not args.preset:  # the spec the configurations were tuned on
+                args.spec = tuned.get("spec")
+            spec = _load(args)
+            cells = tuned_cells(spec, tuned, args.tuned)
+            print(f"tuned configurations from {args.tuned} (tune run {tuned.get('tune_run')}): {len(cells)} cell(s)",
+                  flush=True)
+            run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
+                cells=cells)
+        elif args.command == "run":
             from bench.runner import run
 
             run(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose)
+        elif args.command == "tune":
+            from bench.tune import tune
+
+            tune(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose, out=args.out)
         elif args.command == "validate":
             spec = _load(args)
             print(f"spec {spec.name!r} is valid: {len(spec.tasks)} task(s), {len(spec.ratios)} ratio(s), "

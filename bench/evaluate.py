@@ -49,27 +49,31 @@ def _reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | N
     return [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
 
 
-def score(hypotheses: Sequence[str], references: Sequence[Sequence[str]], bleu_tokenize: str = "13a") -> dict[str, Any]:
+def score(hypotheses: Sequence[str], references: Sequence[Sequence[str]], bleu_tokenize: str = "13a",
+          ter: bool = False) -> dict[str, Any]:
     """Corpus BLEU (sacreBLEU, tokenizer `bleu_tokenize`: 13a by default, `none` for
     pre-tokenized corpora), chrF and TER (sacreBLEU defaults) and ROUGE-1/2/L with a variable
-    number of references per example. Returns `bleu`, `chrf`, `ter`, `rouge1`, `rouge2`,
-    `rougeL`, `sacrebleu_tokenize` and `bleu_signature`, `chrf_signature`, `ter_signature`,
-    `rouge_signature`."""
+    number of references per example. Returns `bleu`, `chrf`, `rouge1`, `rouge2`, `rougeL`,
+    `sacrebleu_tokenize` and `bleu_signature`, `chrf_signature`, `rouge_signature`, and with
+    `ter` also `ter` and `ter_signature` (TER's shift search is quadratic in the output length:
+    seconds per evaluation on long or degenerate outputs, so it is asked for, not default)."""
     if len(hypotheses) != len(references) or not hypotheses:
         raise ValueError(f"need one reference list per hypothesis and at least one of each; got "
                          f"{len(hypotheses)} hypotheses, {len(references)} reference lists")
     hyps, streams = list(hypotheses), _reference_streams(references)
-    bleu, chrf, ter = BLEU(tokenize=bleu_tokenize), CHRF(), TER()
-    return {
+    bleu, chrf = BLEU(tokenize=bleu_tokenize), CHRF()
+    out = {
         "sacrebleu_tokenize": bleu_tokenize,
         "bleu": bleu.corpus_score(hyps, streams).score,
         "chrf": chrf.corpus_score(hyps, streams).score,
-        "ter": ter.corpus_score(hyps, streams).score,
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
-        "ter_signature": str(ter.get_signature()),
         **rouge(hyps, references),
     }
+    if ter:
+        scorer = TER()
+        out.update(ter=scorer.corpus_score(hyps, streams).score, ter_signature=str(scorer.get_signature()))
+    return out
 
 
 def rouge(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, Any]:
@@ -140,7 +144,8 @@ def decode(tokenizer, id_lists: list[list[int]]) -> list[str]:
 
 def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *, num_beams: int,
                    batch_size: int, device, bertscore_model: str | None = None,
-                   bertscore_num_layers: int | None = None, bleu_tokenize: str = "13a") -> dict[str, Any]:
+                   bertscore_num_layers: int | None = None, bleu_tokenize: str = "13a",
+                   ter: bool = False) -> dict[str, Any]:
     """Generate for the test split and score against all references (quality only: costs are
     measured by `bench.profiling`, one model at a time, after the grid).
 
@@ -157,7 +162,7 @@ def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *,
                            pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
                            max_new_tokens=lengths.max_target, device=device)
     hyps = decode(tokenizer, [o[0] for o in outputs])
-    metrics = score(hyps, references, bleu_tokenize)
+    metrics = score(hyps, references, bleu_tokenize, ter)
     if bertscore_model is not None:
         metrics.update(bertscore(hyps, references, bertscore_model, num_layers=bertscore_num_layers,
                                  batch_size=batch_size, device=device))
@@ -168,7 +173,7 @@ def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *,
     return metrics
 
 
-QUALITY_SETTINGS = ("num_beams", "batch_size", "bertscore_model", "bertscore_num_layers")
+QUALITY_SETTINGS = ("num_beams", "batch_size", "bertscore_model", "bertscore_num_layers", "ter")
 
 
 def quality_settings(eval_spec: dict[str, Any]) -> dict[str, Any]:

@@ -48,13 +48,13 @@ def references_digest(references) -> str:
 
 
 def example_stats(hypotheses: Sequence[str], references: Sequence[Sequence[str]],
-                  tokenize: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+                  tokenize: str | None = None, ter: bool = False) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Every per-example metric's statistics for one system's test outputs (float32), and what
     they belong to (metric signatures, the references' digest): computed once, where the
     outputs are made, and stored beside them so that reports never rescore them."""
     test_set = TestSet(references, references_digest([list(r) for r in references]))
     stats = {m: sufficient_stats(m, hypotheses, test_set, tokenize).astype("float32")
-             for m in sorted(PER_EXAMPLE_METRICS)}
+             for m in sorted(PER_EXAMPLE_METRICS) if ter or m != "ter"}
     meta = {"references_digest": test_set.digest,
             "signatures": {m: signature(m, tokenize) for m in stats}}
     return stats, meta

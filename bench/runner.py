@@ -143,8 +143,10 @@ def _params(model_dir: str) -> int:
     return count_params(load_config(model_dir, "teacher"))
 
 
-def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False) -> Path:
-    """Run the whole experiment; returns the path of the HTML report."""
+def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False,
+        cells: list[dict[str, Any]] | None = None) -> Path:
+    """Run the whole experiment; returns the path of the HTML report. `cells`: the grid's cells
+    (default: every cell of the spec; `kdbench run --tuned` passes cells with tuned overrides)."""
     from bench.data import load_splits
     from bench.grid import grid_size, run_grid
     from bench.profiling import profile_run
@@ -182,7 +184,7 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions}
-    run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]))
+    run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]), cells=cells)
     t2 = time.time()
     profile_run(run_dir, read_rows(run_dir, profiles=False), artifacts, spec,
                 say=lambda m: print(m, flush=True))

@@ -369,6 +369,7 @@ class EvalSpec(Strict):
 
     num_beams: int = Field(1, ge=1)  # decoding of the quality evaluation
     batch_size: int = Field(128, ge=1)
+    ter: bool = False  # also TER (slow: seconds per evaluation on long outputs)
     # cost profiles, after the grid, one model at a time: every task's teacher and the lowest seed
     # of each student system (one_seed), every student (all), or none (off)
     profile: Literal["one_seed", "all", "off"] = "one_seed"

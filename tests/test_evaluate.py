@@ -43,7 +43,8 @@ def model(tok):
 
 
 def test_score_equals_sacrebleu_and_rouge_score_with_variable_reference_counts():
-    got = score(HYPS, REFS)
+    got = score(HYPS, REFS, ter=True)
+    assert "ter" not in score(HYPS, REFS)  # TER only on request
     streams = [[REFS[0][0], REFS[1][0], REFS[2][0]],
                [REFS[0][1], None, REFS[2][1]],
                [REFS[0][2], None, None]]
@@ -72,7 +73,7 @@ def test_rouge_scores_each_example_against_its_best_reference():
 
 def test_ter_is_lower_for_a_better_hypothesis_and_bleu_higher():
     refs = [["The Eagle is a pub near the river.", "The Eagle pub is by the river."]]
-    good, bad = score(["The Eagle is a pub near the river."], refs), score(["A river pub."], refs)
+    good, bad = score(["The Eagle is a pub near the river."], refs, ter=True), score(["A river pub."], refs, ter=True)
     assert good["ter"] == pytest.approx(0) and bad["ter"] > good["ter"]
     assert good["bleu"] > bad["bleu"]
 
@@ -85,13 +86,13 @@ def test_score_rejects_misaligned_or_empty_references():
 
 
 def test_evaluate_model_returns_aligned_hypotheses_and_settings(model, tok):
-    m = evaluate_model(model, tok, ROWS, LENGTHS, num_beams=2, batch_size=4, device="cpu")
+    m = evaluate_model(model, tok, ROWS, LENGTHS, num_beams=2, batch_size=4, device="cpu", ter=True)
     sources = encode(tok, [r["source"] for r in ROWS], LENGTHS.max_source)
     expected = decode(tok, [o[0] for o in generate_ids(model, sources, pad_id=tok.pad_token_id,
                                                         eos_id=tok.eos_token_id, max_new_tokens=10,
                                                         num_beams=2, batch_size=1)])
     assert m["hypotheses"] == expected  # input order, whatever the length-sorted batching did
-    again = score(expected, [r["references"] for r in ROWS])
+    again = score(expected, [r["references"] for r in ROWS], ter=True)
     for key in ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "ter_signature", "rouge_signature"):
         assert m[key] == again[key]
     assert (m["eval_num_beams"], m["eval_batch_size"], m["max_new_tokens"]) == (2, 4, 10)
