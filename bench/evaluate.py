@@ -173,14 +173,6 @@ def evaluate_model(model, tokenizer, test_rows: list[dict], lengths: Lengths, *,
     return metrics
 
 
-QUALITY_SETTINGS = ("num_beams", "batch_size", "bertscore_model", "bertscore_num_layers", "ter")
-
-
-def quality_settings(eval_spec: dict[str, Any]) -> dict[str, Any]:
-    """The settings of `evaluate_model` from the spec's `eval` block (the rest is for profiling)."""
-    return {k: eval_spec[k] for k in QUALITY_SETTINGS if k in eval_spec}
-
-
 def headline_score(metric: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]],
                    bleu_tokenize: str = "13a") -> float:
     """One corpus metric (a key of `score`), computed alone: the dev metric of checkpoint

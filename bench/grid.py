@@ -146,7 +146,7 @@ def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool =
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search(trials)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_conc),
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_conc, reuse_actors=True),  # one trial process per slot
         run_config=tune.RunConfig(
             name="tune", storage_path=str((run_dir / "tune").resolve()),
             verbose=1 if verbose else 0, callbacks=[progress, *(callbacks or [])],

@@ -364,6 +364,15 @@ class TeacherCacheSpec(Strict):
     batch_size: int = Field(64, ge=1)
 
 
+QUALITY_SETTINGS = ("num_beams", "batch_size", "bertscore_model", "bertscore_num_layers", "ter")
+
+
+def quality_settings(eval_spec: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the quality evaluation (`bench.evaluate.evaluate_model`) from the spec's
+    `eval` block as a dict; the rest of the block is for profiling."""
+    return {k: eval_spec[k] for k in QUALITY_SETTINGS if k in eval_spec}
+
+
 class EvalSpec(Strict):
     """Test-set evaluation (quality) and cost profile of every teacher and student."""
 

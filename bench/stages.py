@@ -23,25 +23,20 @@ from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
 from bench.distill.streams import Stream
-from bench.evaluate import decode, dev_set, evaluate_model, looks_pretokenized, quality_settings
+from bench.evaluate import decode, dev_set, evaluate_model, looks_pretokenized
 from bench.flops import forward_flops, generation_flops
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
 from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_model, load_tokenizer, model_fingerprint
 from bench.seeding import seed_everything
-from bench.spec import Spec, TaskEntry
+from bench.spec import Spec, TaskEntry, quality_settings
 from bench.teacher_cache import build_teacher_cache, cache_label
 from bench.tokenizer import train_tokenizer
 from tasks import Task
 
 STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
                  "teacher_eval": 3}
-
-
-def pt_label(pt: PTSpec) -> str:
-    """Key of a PT set in `TaskArtifacts.paths` (e.g. `pseudo_targets/beam-k1`)."""
-    return f"pseudo_targets/{pt.slug}"
 
 
 def pt_specs_needed(spec: Spec) -> list[PTSpec]:
@@ -277,7 +272,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     for pt in order:
         key = {"teacher": teacher_art.hash, "data": data.hash, "pts": asdict(pt), "num_beams": num_beams,
                "seed": entry.data_seed, **runtime}
-        pt_arts[pt] = stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt_label(pt),
+        pt_arts[pt] = stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt.label,
                             extra_meta=lambda d: {"flops": json.loads((d / "generation.json").read_text()).get("flops", 0.0)})
 
     # teacher caches: top-k teacher distributions along gold targets and teacher PTs

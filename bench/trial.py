@@ -2,7 +2,8 @@
 `TorchTrainer` and stores exactly one result row, whatever happens.
 
 Tune process (tiny CPU share) → TorchTrainer (`num_workers` workers, DDP when > 1) →
-`distill_worker` on every rank. Every dev evaluation is reported (`ray.train.report`, forwarded
+`bench.worker.distill_worker` on every rank. This module is the Tune side only and imports
+no modelling code, so the processes that schedule trials start fast. Every dev evaluation is reported (`ray.train.report`, forwarded
 to Tune by `TuneReportCallback`: schedulers, progress lines and trackers see the learning
 curve), with a checkpoint every `checkpoint_every` steps and one at the end holding the final
 metrics. Train's `FailureConfig` restarts a failed worker group from the latest checkpoint;
@@ -12,39 +13,18 @@ config, a NaN loss) are not retried: they become the row's reason.
 """
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import ray.train
 import ray.tune
-import torch
-from ray.train import Checkpoint
-from ray.train.torch import TorchTrainer
 
-from bench.data import Lengths, encode, load_splits
-from bench.distill.declare import method_from_definition, resolve_method
-from bench.distill.loop import TrainingRun
-from bench.distill.methods import RELATION_KINDS
-from bench.distill.streams import build_streams
-from bench.evaluate import dev_set, evaluate_model, quality_settings
-from bench.flops import training_compute
-from bench.lm import bare, is_seq2seq
-from bench.models import shape_of
-from bench.precision import autocast, autocast_dtype
+from bench.distill.declare import resolve_method
 from bench.profiling import student_dir
-from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
 from bench.results import append_row, finished_row, load_references, slug, write_outputs
-from bench.seeding import seed_everything
-from bench.spec import TrainSpec
-from bench.stages import pt_label
-from bench.student_init import make_student, parse_init
-from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
+from bench.spec import TrainSpec, quality_settings
 
 REPORTED = ("bleu", "chrf", "params", "realized_ratio", "latency_ms")
 STATE_FILE = "state-rank{rank}.pt"
@@ -106,184 +86,14 @@ def worker_config(spec: dict[str, Any], art: dict[str, Any], *, task: str, metho
     }
 
 
-def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
-    """Ray Train entry point on every rank; rank 0 returns the test metrics."""
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device() if cfg["device"] == "cuda" else torch.device("cpu")
-    restored = ray.train.get_checkpoint()
-    local = Path(tempfile.mkdtemp(prefix="kdbench-restore-"))
-    try:
-        state = None
-        if restored is not None:
-            with restored.as_directory() as d:
-                if (Path(d) / RESULT_FILE).exists():  # finished before a failure: report what it found
-                    return json.loads((Path(d) / RESULT_FILE).read_text()) if rank == 0 else None
-                src = Path(d) / STATE_FILE.format(rank=rank)
-                if src.exists():
-                    state = local / src.name
-                    shutil.copy(src, state)
-
-        def report(metrics: dict, run: TrainingRun) -> None:
-            due = metrics.pop("checkpoint")
-            if not due:
-                ray.train.report(metrics)
-                return
-            with tempfile.TemporaryDirectory() as d:
-                run.save(Path(d) / STATE_FILE.format(rank=rank))
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
-
-        try:
-            result = distill(cfg, rank, world, device, wrap=ray.train.torch.prepare_model, report=report,
-                             state=state)
-        except (ValueError, KeyError, FloatingPointError, PermanentError) as exc:
-            # deterministic: a retry would fail the same way, so it is recorded instead
-            return {"permanent_error": _reason(exc), "traceback": traceback.format_exc()[-4000:]} if rank == 0 else None
-        with tempfile.TemporaryDirectory() as d:  # the final metrics, so a retry after this point trains nothing
-            if rank == 0:
-                (Path(d) / RESULT_FILE).write_text(json.dumps(result, default=str))
-            ray.train.report({"step": cfg["train"]["steps"], "final": True},  # ("done" is reserved by Tune)
-                             checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
-        return result
-    finally:
-        shutil.rmtree(local, ignore_errors=True)
-
-
-def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, report=None,
-            state: Path | None = None) -> dict[str, Any] | None:
-    """Train one student with one KD method (plain function: Ray-free, so it can be tested).
-    `report(metrics, run)` is called at every dev evaluation and checkpoint step; `state`: a
-    saved `TrainingRun` state to continue from."""
-    torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
-    seed_everything(cfg["seed"])
-    amp = autocast_dtype(cfg["precision"])
-    method = method_from_definition(cfg["method_definition"])
-    paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
-    spec = TrainSpec(**cfg["train"])
-
-    init = parse_init(cfg["student_init"])
-    student, plan = make_student(init, paths["teacher"], cfg["ratio"], cfg["seed"])
-    teacher_tok = load_tokenizer(paths["tokenizer"])
-    tok = load_tokenizer(init.source) if init.kind == "pretrained" else teacher_tok
-    teacher_config = load_config(paths["teacher"], "teacher")
-    check_method_fits(method, student, teacher_config, shared_tokenizer=same_tokenizer(tok, teacher_tok),
-                      student_name=init.label)
-
-    # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer
-    splits = load_splits(paths["data"])
-    enc = {
-        "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
-        "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
-                                   lengths.max_target, add_eos=False)},
-        "teacher_pts": {},
-    }
-    for pt in method.pt_specs:
-        pts = _read_pts(Path(paths[pt_label(pt)]))
-        enc["teacher_pts"][pt] = {
-            s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
-        }
-    streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
-    target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else s.pts.slug
-                   for s in method.sources]
-    cache = _teacher_cache(method, paths) if cfg["teacher_cache"]["enabled"] else None
-    online_rows = any(t is None or cache is None or not cache.has(t) for t in target_sets)
-
-    student = student.to(device)
-    if world > 1 and wrap is not None:
-        student = wrap(student)
-    teacher = None
-    if method.needs_teacher_model and online_rows:
-        teacher = load_model(paths["teacher"], "teacher").to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-
-    losses = [(term.build(spec.label_smoothing, spec.loss_normalization, shape_of(teacher_config).heads),
-               term.weight) for term in method.losses]
-    run = TrainingRun(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
-                      max_target=lengths.max_target, device=device, teacher=teacher, teacher_cache=cache,
-                      autocast_dtype=amp, noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
-                      schedule=method.schedule,
-                      dev=dev_set(tok, splits.splits["dev"], lengths, spec, cfg["metric"], cfg["bleu_tokenize"]),
-                      seed=cfg["seed"] * 1000 + rank, target_sets=target_sets)
-    if state is not None:
-        run.load(state)
-    stats = run.run(on_report=report, checkpoint_every=spec.checkpoint_every, log=cfg.get("log"))
-    if rank != 0:
-        return None
-    metrics: dict[str, Any] = {}
-    if cfg.get("evaluate_test", True):  # a search selects on dev only and never looks at test
-        with autocast(amp, device):
-            metrics = evaluate_model(bare(student), tok, splits.splits["test"], lengths, device=device,
-                                     bleu_tokenize=cfg["bleu_tokenize"], **quality_settings(cfg["eval"]))
-    shared = {"teacher_generation": sum(cfg["flops"].get(pt_label(pt), 0.0) for pt in method.pt_specs),
-              "teacher_cache": sum(v for k, v in cfg["flops"].items() if k.startswith("teacher_cache/")
-                                   and cache is not None and k in _cache_labels(method))}
-    metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params, params=plan.params,
-                   student_shape=asdict(shape_of(plan.config)), train=stats, selection=stats["selection"],
-                   pt_visits=stats.get("pt_visits"),
-                   teacher_cache=cache.stats if cache is not None else None,
-                   compute=training_compute(stats, bare(student).config, teacher_config, shared),
-                   dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
-    if (pts := method.sequence_level_pts) is not None:  # for the report's PT ablation
-        metrics.update(pt_strategy=pts.strategy, pt_k=pts.k)
-    if cfg.get("save_to"):  # the distilled student, usable with from_pretrained (profiled after the grid)
-        bare(student).save_pretrained(cfg["save_to"])
-        tok.save_pretrained(cfg["save_to"])
-        if cfg.get("keep_student", True):
-            metrics["student_dir"] = cfg["save_to"]
-    return metrics
-
-
-def _cache_labels(method) -> list[str]:
-    temps = method.cache_temperatures
-    return [cache_label(t, temps[0]) for t in method.cached_targets] if len(temps) == 1 else []
-
-
-def _teacher_cache(method, paths) -> TeacherCaches | None:
-    """The caches built for this method's fixed targets (None when it has none or cannot use them)."""
-    labels = [lab for lab in _cache_labels(method) if lab in paths]
-    if not labels:
-        return None
-    return TeacherCaches({lab.removeprefix("teacher_cache/").rsplit("-t", 1)[0]: TeacherCache(paths[lab])
-                          for lab in labels})
-
-
-def _read_pts(path: Path) -> dict:
-    try:
-        return json.loads((path / "pseudo_targets.json").read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"pseudo-targets {path / 'pseudo_targets.json'} are unreadable ({err}); the artifact is "
-                         f"corrupt: delete {path} to rebuild it") from None
-
-
-def check_method_fits(method, student, teacher_config, *, shared_tokenizer: bool, student_name: str) -> None:
-    """Refuse, before any training, a method that cannot work with this teacher-student pair."""
-    if method.needs_teacher_model and not shared_tokenizer:
-        raise ValueError(
-            f"{method.name} compares teacher and student token distributions (word-level KD), which "
-            f"needs one tokenizer, but student {student_name!r} has its own; use a sequence-level "
-            f"method (ft, seq_kd, seq_kd_multi, sampling_pts) or a student with the teacher's tokenizer")
-    if any(term.kind in RELATION_KINDS for term in method.losses):
-        if not (is_seq2seq(student) and is_seq2seq(teacher_config)):
-            raise ValueError(f"{method.name} distils attention/hidden-state relations: it needs an encoder-decoder "
-                             f"teacher and student (student {student_name!r} is "
-                             f"{'decoder-only' if not is_seq2seq(student) else 'encoder-decoder'})")
-
-
-def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> list[list[list[int]]]:
-    flat = [t for cands in texts_per_input for t in cands]
-    ids = encode(tok, flat, max_len, add_eos=False)
-    out, i = [], 0
-    for cands in texts_per_input:
-        out.append(ids[i : i + len(cands)])
-        i += len(cands)
-    return out
-
-
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function: train one (task, ratio, method, init, seed) — with `overrides` from a search
     or a tuned config, if any — and store its row."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    from bench.worker import distill_worker
 
     config = config.get("trial", config)  # the grid passes {"trial": {...}}
     run_dir = Path(context["run_dir"])
@@ -318,7 +128,10 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         resources = {"CPU": res["cpus_per_worker"]}
         if res["device"] == "cuda":
             resources["GPU"] = 1
-        trainer = TorchTrainer(
+        # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
+        # group saves ~2 s per trial
+        trainer_cls = TorchTrainer if res["num_workers"] > 1 else DataParallelTrainer
+        trainer = trainer_cls(
             distill_worker,
             train_loop_config=worker_cfg,
             scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"],
@@ -331,9 +144,11 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
                 callbacks=[TuneReportCallback()]),
         )
+        fit_started = time.time()
         metrics = trainer.fit().return_value
         if metrics.get("permanent_error"):
             raise PermanentError(metrics["permanent_error"])
+        metrics["overhead"] = overhead(start, fit_started, metrics.pop("timing"), time.time())
         if "hypotheses" in metrics:
             row["outputs_file"] = write_outputs(run_dir, key, metrics.pop("hypotheses"),
                                                 load_references(run_dir, task), art.get("bleu_tokenize"))
@@ -349,6 +164,20 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     ray.tune.report({**_summary(row), "status": row["status"], "error": row.get("error"),
                      "wall_seconds": row["wall_seconds"], "reused": False,
                      "selection_value": (row.get("metrics") or {}).get("selection", {}).get("value")})
+
+
+def overhead(trial_started: float, fit_started: float, timing: dict[str, float], fit_returned: float) -> dict[str, float]:
+    """Where a trial's wall time went outside training and evaluation, in seconds (wall clocks
+    of the Tune process and of rank 0; one machine's clock, or NTP-close nodes')."""
+    return {
+        "before_trainer": fit_started - trial_started,  # the Tune function until TorchTrainer.fit
+        "worker_start": timing["worker_entered"] - fit_started,  # controller, placement group, worker process
+        "worker_setup": timing["train_started"] - timing["setup_started"],  # models, data, tokenization
+        "train": timing["train_finished"] - timing["train_started"],
+        "evaluation": timing["evaluated"] - timing["train_finished"],
+        "after_evaluation": timing["finished"] - timing["evaluated"],  # saving the student, metrics
+        "worker_teardown": fit_returned - timing["finished"],  # final checkpoint, controller shutdown
+    }
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

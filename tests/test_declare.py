@@ -68,7 +68,7 @@ def test_spec_methods_may_name_declared_methods_and_errors_list_them():
 def test_48_sampled_pts_are_built_and_trained_on(tiny_artifacts):
     """The paper's largest PT count: a declared method with K=48 sampled PTs per input."""
     from bench.stages import prepare_task
-    from bench.trial import distill
+    from bench.worker import distill
     from tests.test_distill import _cfg
 
     _, _, root = tiny_artifacts

@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from bench.trial import distill, worker_config
+from bench.trial import worker_config
+from bench.worker import distill
 
 
 def _cfg(spec, art, method):

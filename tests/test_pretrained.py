@@ -11,7 +11,7 @@ from bench.generation import generate_ids, labels_from_targets, pad_batch
 from bench.lm import forward_logits
 from bench.pretrained import ModelUnavailableError, load_model, load_tokenizer, same_tokenizer
 from bench.tokenizer import train_tokenizer
-from bench.trial import distill
+from bench.worker import distill
 from tests.test_distill import _cfg
 
 
@@ -102,7 +102,7 @@ def test_a_student_with_another_tokenizer_takes_sequence_level_methods_only(tiny
     out = distill(seq, 0, 1, torch.device("cpu"))  # PTs are text: re-tokenized for this student
     assert 0 <= out["bleu"] <= 100
     for method in ("word_kd", "joint_teaching"):
-        cfg = {**seq, "method": method}
+        cfg = {**_cfg(spec, art, method), "ratio": ratio, "student_init": f"pretrained:{path}"}
         with pytest.raises(ValueError, match=f"{method} compares teacher and student token distributions"):
             distill(cfg, 0, 1, torch.device("cpu"))
 

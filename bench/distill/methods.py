@@ -47,6 +47,11 @@ class PTSpec:
         return {"num_beams": max(num_beams, self.k)}
 
     @property
+    def label(self) -> str:
+        """Key of this PT set's artifact in a task's artifact paths (e.g. `pseudo_targets/beam-k1`)."""
+        return f"pseudo_targets/{self.slug}"
+
+    @property
     def slug(self) -> str:
         """A readable, unique name (used as the artifact label)."""
         if self.strategy == "beam":

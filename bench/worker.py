@@ -1,0 +1,222 @@
+"""The Train side of a trial: what every Ray Train worker runs (`distill_worker`), and the
+distillation itself as a plain function (`distill`, Ray-free so tests can call it).
+
+Kept apart from `bench.trial` (the Tune side) so that the processes that only schedule a
+trial — the Tune trial actor, the Train controller — never import the modelling stack.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import torch
+from ray.train import Checkpoint
+
+from bench.data import Lengths, encode, load_splits
+from bench.distill.declare import method_from_definition
+from bench.distill.loop import TrainingRun
+from bench.distill.methods import RELATION_KINDS
+from bench.distill.streams import build_streams
+from bench.evaluate import dev_set, evaluate_model
+from bench.flops import training_compute
+from bench.lm import bare, is_seq2seq
+from bench.models import shape_of
+from bench.precision import autocast, autocast_dtype
+from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
+from bench.seeding import seed_everything
+from bench.spec import TrainSpec, quality_settings
+from bench.student_init import make_student, parse_init
+from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
+from bench.trial import RESULT_FILE, STATE_FILE, PermanentError, _reason
+
+
+def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """Ray Train entry point on every rank; rank 0 returns the test metrics."""
+    entered = time.time()
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    train_torch = None
+    if cfg["device"] == "cuda" or world > 1:  # DDP and GPUs go through Train's torch utilities
+        from ray.train import torch as train_torch
+    device = train_torch.get_device() if cfg["device"] == "cuda" else torch.device("cpu")
+    restored = ray.train.get_checkpoint()
+    local = Path(tempfile.mkdtemp(prefix="kdbench-restore-"))
+    try:
+        state = None
+        if restored is not None:
+            with restored.as_directory() as d:
+                if (Path(d) / RESULT_FILE).exists():  # finished before a failure: report what it found
+                    return json.loads((Path(d) / RESULT_FILE).read_text()) if rank == 0 else None
+                src = Path(d) / STATE_FILE.format(rank=rank)
+                if src.exists():
+                    state = local / src.name
+                    shutil.copy(src, state)
+
+        def report(metrics: dict, run: TrainingRun) -> None:
+            due = metrics.pop("checkpoint")
+            if not due:
+                ray.train.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as d:
+                run.save(Path(d) / STATE_FILE.format(rank=rank))
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+
+        try:
+            result = distill(cfg, rank, world, device, wrap=train_torch.prepare_model if world > 1 else None,
+                             report=report, state=state)
+            if result is not None:
+                result["timing"]["worker_entered"] = entered
+        except (ValueError, KeyError, FloatingPointError, PermanentError) as exc:
+            # deterministic: a retry would fail the same way, so it is recorded instead
+            return {"permanent_error": _reason(exc), "traceback": traceback.format_exc()[-4000:]} if rank == 0 else None
+        with tempfile.TemporaryDirectory() as d:  # the final metrics, so a retry after this point trains nothing
+            if rank == 0:
+                (Path(d) / RESULT_FILE).write_text(json.dumps(result, default=str))
+            ray.train.report({"step": cfg["train"]["steps"], "final": True},  # ("done" is reserved by Tune)
+                             checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
+        return result
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, report=None,
+            state: Path | None = None) -> dict[str, Any] | None:
+    """Train one student with one KD method (plain function: Ray-free, so it can be tested).
+    `report(metrics, run)` is called at every dev evaluation and checkpoint step; `state`: a
+    saved `TrainingRun` state to continue from."""
+    timing = {"setup_started": time.time()}
+    torch.set_num_threads(max(1, round(cfg["cpus_per_worker"])))
+    seed_everything(cfg["seed"])
+    amp = autocast_dtype(cfg["precision"])
+    method = method_from_definition(cfg["method_definition"])
+    paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
+    spec = TrainSpec(**cfg["train"])
+
+    init = parse_init(cfg["student_init"])
+    student, plan = make_student(init, paths["teacher"], cfg["ratio"], cfg["seed"])
+    teacher_tok = load_tokenizer(paths["tokenizer"])
+    tok = load_tokenizer(init.source) if init.kind == "pretrained" else teacher_tok
+    teacher_config = load_config(paths["teacher"], "teacher")
+    check_method_fits(method, student, teacher_config, shared_tokenizer=same_tokenizer(tok, teacher_tok),
+                      student_name=init.label)
+
+    # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer
+    splits = load_splits(paths["data"])
+    enc = {
+        "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
+        "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
+                                   lengths.max_target, add_eos=False)},
+        "teacher_pts": {},
+    }
+    for pt in method.pt_specs:
+        pts = _read_pts(Path(paths[pt.label]))
+        enc["teacher_pts"][pt] = {
+            s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
+        }
+    streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
+    target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else s.pts.slug
+                   for s in method.sources]
+    cache = _teacher_cache(method, paths) if cfg["teacher_cache"]["enabled"] else None
+    online_rows = any(t is None or cache is None or not cache.has(t) for t in target_sets)
+
+    student = student.to(device)
+    if world > 1 and wrap is not None:
+        student = wrap(student)
+    teacher = None
+    if method.needs_teacher_model and online_rows:
+        teacher = load_model(paths["teacher"], "teacher").to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+    losses = [(term.build(spec.label_smoothing, spec.loss_normalization, shape_of(teacher_config).heads),
+               term.weight) for term in method.losses]
+    run = TrainingRun(student, streams, losses, spec, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+                      max_target=lengths.max_target, device=device, teacher=teacher, teacher_cache=cache,
+                      autocast_dtype=amp, noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
+                      schedule=method.schedule,
+                      dev=dev_set(tok, splits.splits["dev"], lengths, spec, cfg["metric"], cfg["bleu_tokenize"]),
+                      seed=cfg["seed"] * 1000 + rank, target_sets=target_sets)
+    if state is not None:
+        run.load(state)
+    timing["train_started"] = time.time()
+    stats = run.run(on_report=report, checkpoint_every=spec.checkpoint_every, log=cfg.get("log"))
+    timing["train_finished"] = time.time()
+    if rank != 0:
+        return None
+    metrics: dict[str, Any] = {}
+    if cfg.get("evaluate_test", True):  # a search selects on dev only and never looks at test
+        with autocast(amp, device):
+            metrics = evaluate_model(bare(student), tok, splits.splits["test"], lengths, device=device,
+                                     bleu_tokenize=cfg["bleu_tokenize"], **quality_settings(cfg["eval"]))
+    timing["evaluated"] = time.time()
+    shared = {"teacher_generation": sum(cfg["flops"].get(pt.label, 0.0) for pt in method.pt_specs),
+              "teacher_cache": sum(v for k, v in cfg["flops"].items() if k.startswith("teacher_cache/")
+                                   and cache is not None and k in _cache_labels(method))}
+    metrics.update(realized_ratio=plan.realized_ratio, teacher_params=plan.teacher_params, params=plan.params,
+                   student_shape=asdict(shape_of(plan.config)), train=stats, selection=stats["selection"],
+                   pt_visits=stats.get("pt_visits"),
+                   teacher_cache=cache.stats if cache is not None else None,
+                   compute=training_compute(stats, bare(student).config, teacher_config, shared),
+                   dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
+    if (pts := method.sequence_level_pts) is not None:  # for the report's PT ablation
+        metrics.update(pt_strategy=pts.strategy, pt_k=pts.k)
+    if cfg.get("save_to"):  # the distilled student, usable with from_pretrained (profiled after the grid)
+        bare(student).save_pretrained(cfg["save_to"])
+        tok.save_pretrained(cfg["save_to"])
+        if cfg.get("keep_student", True):
+            metrics["student_dir"] = cfg["save_to"]
+    metrics["timing"] = {**timing, "finished": time.time()}
+    return metrics
+
+
+def _cache_labels(method) -> list[str]:
+    temps = method.cache_temperatures
+    return [cache_label(t, temps[0]) for t in method.cached_targets] if len(temps) == 1 else []
+
+
+def _teacher_cache(method, paths) -> TeacherCaches | None:
+    """The caches built for this method's fixed targets (None when it has none or cannot use them)."""
+    labels = [lab for lab in _cache_labels(method) if lab in paths]
+    if not labels:
+        return None
+    return TeacherCaches({lab.removeprefix("teacher_cache/").rsplit("-t", 1)[0]: TeacherCache(paths[lab])
+                          for lab in labels})
+
+
+def _read_pts(path: Path) -> dict:
+    try:
+        return json.loads((path / "pseudo_targets.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"pseudo-targets {path / 'pseudo_targets.json'} are unreadable ({err}); the artifact is "
+                         f"corrupt: delete {path} to rebuild it") from None
+
+
+def check_method_fits(method, student, teacher_config, *, shared_tokenizer: bool, student_name: str) -> None:
+    """Refuse, before any training, a method that cannot work with this teacher-student pair."""
+    if method.needs_teacher_model and not shared_tokenizer:
+        raise ValueError(
+            f"{method.name} compares teacher and student token distributions (word-level KD), which "
+            f"needs one tokenizer, but student {student_name!r} has its own; use a sequence-level "
+            f"method (ft, seq_kd, seq_kd_multi, sampling_pts) or a student with the teacher's tokenizer")
+    if any(term.kind in RELATION_KINDS for term in method.losses):
+        if not (is_seq2seq(student) and is_seq2seq(teacher_config)):
+            raise ValueError(f"{method.name} distils attention/hidden-state relations: it needs an encoder-decoder "
+                             f"teacher and student (student {student_name!r} is "
+                             f"{'decoder-only' if not is_seq2seq(student) else 'encoder-decoder'})")
+
+
+def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> list[list[list[int]]]:
+    flat = [t for cands in texts_per_input for t in cands]
+    ids = encode(tok, flat, max_len, add_eos=False)
+    out, i = [], 0
+    for cands in texts_per_input:
+        out.append(ids[i : i + len(cands)])
+        i += len(cands)
+    return out
