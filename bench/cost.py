@@ -157,17 +157,19 @@ def _sync(device) -> None:
 
 
 def latency_ms(model, sources: Sequence[Sequence[int]], *, num_beams: int, pad_id: int, eos_id: int,
-               max_new_tokens: int, device) -> float:
-    """Mean wall time per example when decoding one example at a time (batch 1), after one
-    warm-up example."""
+               max_new_tokens: int, device) -> tuple[float, float]:
+    """Mean wall time per example and per generated token (eos included) when decoding one
+    example at a time (batch 1), after one warm-up example."""
     kw = {"pad_id": pad_id, "eos_id": eos_id, "max_new_tokens": max_new_tokens, "num_beams": num_beams,
           "batch_size": 1, "device": device}
     generate_ids(model, sources[:1], **kw)
     _sync(device)
     start = time.perf_counter()
-    generate_ids(model, sources, **kw)
+    outputs = generate_ids(model, sources, **kw)
     _sync(device)
-    return (time.perf_counter() - start) * 1000 / max(1, len(sources))
+    ms = (time.perf_counter() - start) * 1000
+    tokens = sum(len(o[0]) + 1 for o in outputs)  # with the eos
+    return ms / max(1, len(sources)), ms / max(1, tokens)
 
 
 def _rss_bytes() -> int:
@@ -271,8 +273,8 @@ def profile_model(model, tokenizer, sources_ids: Sequence[Sequence[int]], *, dev
     throughput = len(sources_ids) / (time.perf_counter() - start)
 
     timed = sources_ids[:latency_examples]
-    greedy = latency_ms(model, timed, num_beams=1, **kw)
-    beam = greedy if num_beams == 1 else latency_ms(model, timed, num_beams=num_beams, **kw)
+    greedy, greedy_per_token = latency_ms(model, timed, num_beams=1, **kw)
+    beam = greedy if num_beams == 1 else latency_ms(model, timed, num_beams=num_beams, **kw)[0]
 
     counts = param_counts(model)
     source_len = sum(map(len, sources_ids)) / len(sources_ids)
@@ -287,6 +289,8 @@ def profile_model(model, tokenizer, sources_ids: Sequence[Sequence[int]], *, dev
         "source_tokens_mean": source_len,
         "output_tokens_mean": output_len,
         "latency_greedy_ms": greedy,
+        # per generated token: comparable between models that stop at different lengths
+        "latency_greedy_ms_per_token": greedy_per_token,
         "latency_beam_ms": beam,
         "throughput_eps": throughput,
         **mem,
@@ -303,6 +307,7 @@ def profile_model(model, tokenizer, sources_ids: Sequence[Sequence[int]], *, dev
 # for throughput
 _TEACHER_OVER_STUDENT = {
     "speedup_greedy": "latency_greedy_ms",
+    "speedup_greedy_per_token": "latency_greedy_ms_per_token",
     "speedup_beam": "latency_beam_ms",
     "compression_params": "params_total",
     "compression_non_embedding": "params_non_embedding",

@@ -12,9 +12,24 @@ import ray
 from ray import tune
 
 from bench.spec import Spec
+from bench.storage import Location
 from bench.trial import run_trial
 
 TRIAL_CPU = 0.01  # the Tune function only waits on its TorchTrainer
+
+
+class StopFlag(tune.Stopper):
+    """Stops every trial once it has a reason (set by the progress callback). Plain data, so
+    Tune can save it with the experiment state."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+    def __call__(self, trial_id, result) -> bool:
+        return self.reason is not None
+
+    def stop_all(self) -> bool:
+        return self.reason is not None
 
 
 class TrialProgress(tune.Callback):
@@ -30,6 +45,7 @@ class TrialProgress(tune.Callback):
         self.on_progress, self.report_every, self.last_report = on_progress, report_every, 0.0
         self.live_every, self._last_live = live_every, {}
         self._thread: threading.Thread | None = None
+        self.stop = StopFlag()  # raised when the grid must stop (the run dir cannot be written)
 
     def _interim_report(self) -> None:
         if self.on_progress is None or self.done == self.total:  # the final report follows the grid
@@ -83,6 +99,11 @@ class TrialProgress(tune.Callback):
         if "status" not in result:  # an intermediate report forwarded from the Train workers
             self._live(trial, result)
             return
+        if result["status"] == "storage_error":  # the run dir cannot be written: stop the grid
+            if self.stop.reason is None:
+                self.stop.reason = result["error"]
+                print(f"STOPPING: {result['error']}", flush=True)
+            return
         self.done += 1
         if result.get("status") == "ok":
             headline = result.get("headline") or "bleu"
@@ -135,9 +156,10 @@ def grid_size(spec: Spec) -> int:
     return len(spec.tasks) * len(spec.ratios) * len(spec.methods) * len(spec.student_inits) * len(spec.seeds)
 
 
-def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool = False,
+def run_grid(spec: Spec, run_dir, context: dict[str, Any], verbose: bool = False,
              on_progress: Callable[[], Path] | None = None, cells: list[dict[str, Any]] | None = None,
-             callbacks: list | None = None) -> None:
+             callbacks: list | None = None) -> str | None:
+    """Run every trial; returns why the grid stopped early (None when it ran to the end)."""
     trials = grid_trials(spec, cells)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"CPU": TRIAL_CPU})
     max_conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
@@ -148,12 +170,13 @@ def run_grid(spec: Spec, run_dir: Path, context: dict[str, Any], verbose: bool =
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_conc, reuse_actors=True),  # one trial process per slot
         run_config=tune.RunConfig(
-            name="tune", storage_path=str((run_dir / "tune").resolve()),
+            name="tune", storage_path=str(Location.of(run_dir).join("tune")),
             verbose=1 if verbose else 0, callbacks=[progress, *(callbacks or [])],
-            failure_config=tune.FailureConfig(max_failures=1),
+            failure_config=tune.FailureConfig(max_failures=1), stop=progress.stop,
         ),
     )
     try:
         tuner.fit()
     finally:
         progress.wait()
+    return progress.stop.reason

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import PROFILES_DIR, STUDENTS_DIR, slug
+from bench.storage import Location
 
 PROFILE_CHOICES = ("one_seed", "all", "off")
 
 
-def student_dir(run_dir: Path | str, trial_key: str) -> Path:
+def student_dir(run_dir, trial_key: str) -> Location:
     """Where a trial saves its student (kept after the run only with `storage.save_students`)."""
-    return Path(run_dir) / STUDENTS_DIR / slug(trial_key)
+    return Location.of(run_dir).join(STUDENTS_DIR, slug(trial_key))
 
 
 def models_to_profile(run_dir: Path, rows: list[dict], artifacts: dict[str, Any], which: str) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ def models_to_profile(run_dir: Path, rows: list[dict], artifacts: dict[str, Any]
         jobs.append({"trial_key": f"{task}|teacher", "task": task, "model_dir": art["paths"]["teacher"],
                      "teacher": None})
         students = [r for r in rows if r["role"] == "student" and r["task"] == task and r["status"] == "ok"
-                    and (student_dir(run_dir, r["trial_key"]) / "config.json").exists()]
+                    and student_dir(run_dir, r["trial_key"]).join("config.json").exists()]
         chosen: dict[tuple, dict] = {}
         for r in sorted(students, key=lambda r: r["seed"]):
             system = (r["method"], r["ratio"], r.get("student_init"))
@@ -61,12 +62,15 @@ def profile_models(jobs: list[dict[str, Any]], artifacts: dict[str, Any], eval_s
     dev = torch.device("cuda" if device == "cuda" else "cpu")
     amp = autocast_dtype(precision)
     out: dict[str, dict[str, Any]] = {}
+    from bench.artifacts import local_artifact
+
     for job in jobs:
         art = artifacts[job["task"]]
-        tok = load_tokenizer(job["model_dir"])  # a student may have its own tokenizer
-        test = load_splits(art["paths"]["data"]).splits["test"][: eval_spec["profile_examples"]]
+        model_dir = _local_model(job["model_dir"], job["teacher"] is None)
+        tok = load_tokenizer(model_dir)  # a student may have its own tokenizer
+        test = load_splits(local_artifact(art["paths"]["data"])).splits["test"][: eval_spec["profile_examples"]]
         sources = encode(tok, [r["source"] for r in test], art["lengths"]["max_source"])
-        model = load_model(job["model_dir"], "model to profile").to(dev).eval()
+        model = load_model(model_dir, "model to profile").to(dev).eval()
         with autocast(amp, dev):
             profile = profile_model(model, tok, sources, device=dev,
                                     num_beams=eval_spec["profile_num_beams"], batch_size=eval_spec["batch_size"],
@@ -78,6 +82,22 @@ def profile_models(jobs: list[dict[str, Any]], artifacts: dict[str, Any], eval_s
         out[job["trial_key"]] = profile
         del model
     return out
+
+
+def _local_model(where: str, is_artifact: bool) -> str:
+    """A local directory of a model stored at `where` (an artifact, or a run's saved student)."""
+    from bench.artifacts import local_artifact
+
+    if is_artifact:
+        return str(local_artifact(where))
+    loc = Location.of(where)
+    if loc.is_local:
+        return str(loc.local_path)
+    import tempfile
+
+    target = Path(tempfile.mkdtemp(prefix="kdbench-profile-"))
+    loc.download_dir(target)
+    return str(target)
 
 
 def profile_run(run_dir: Path, rows: list[dict], artifacts: dict[str, Any], spec, say: Callable[[str], None]) -> int:
@@ -103,20 +123,19 @@ def profile_run(run_dir: Path, rows: list[dict], artifacts: dict[str, Any], spec
     return len(jobs)
 
 
-def write_profiles(run_dir: Path, profiles: dict[str, dict[str, Any]]) -> None:
-    from bench.results import write_json_atomic
-
+def write_profiles(run_dir, profiles: dict[str, dict[str, Any]]) -> None:
     for key, profile in profiles.items():
-        write_json_atomic(Path(run_dir) / PROFILES_DIR / f"{slug(key)}.json", {"trial_key": key, **profile})
+        Location.of(run_dir).join(PROFILES_DIR, f"{slug(key)}.json").write_json({"trial_key": key, **profile})
 
 
-def read_profiles(run_dir: Path | str) -> dict[str, dict[str, Any]]:
-    d = Path(run_dir) / PROFILES_DIR
+def read_profiles(run_dir) -> dict[str, dict[str, Any]]:
+    loc = Location.of(run_dir).join(PROFILES_DIR)
     out = {}
-    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+    for data in loc.read_many(loc.files(".json")):
         try:
-            data = json.loads(f.read_text())
+            profile = json.loads(data) if data is not None else None
         except ValueError:
             continue
-        out[data.pop("trial_key")] = data
+        if isinstance(profile, dict) and "trial_key" in profile:
+            out[profile.pop("trial_key")] = profile
     return out

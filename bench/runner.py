@@ -10,16 +10,59 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import hardware, library_versions, quiet_ray_env
-from bench.spec import Spec, spec_to_yaml
+from bench.spec import Spec, SpecError, spec_to_yaml
+from bench.storage import Location, writable
 
 
-def new_run_dir(spec: Spec) -> Path:
+class RunStopped(RuntimeError):
+    """The run stopped before its grid finished (e.g. the run dir became unwritable); every
+    row already written is kept and `kdbench run --resume RUN_DIR` finishes it."""
+
+
+def new_run_dir(spec: Spec) -> Location:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(spec.storage.runs_dir) / f"{spec.name}-{stamp}"
+    return Location.of(spec.storage.runs_dir).join(f"{spec.name}-{stamp}")
 
 
-def artifacts_dir(spec: Spec) -> Path:
-    return Path(spec.storage.artifacts_dir or Path(spec.storage.runs_dir) / "artifacts")
+def artifacts_dir(spec: Spec) -> Location:
+    return Location.of(spec.storage.artifacts_dir or Location.of(spec.storage.runs_dir).join("artifacts"))
+
+
+SPEC_FILE = "spec.yaml"
+# spec fields that change where and how a run goes, never what its trials compute
+NOT_RESULTS = ("storage", "tracking", "resources.max_concurrent_trials", "resources.stage_cpus",
+               "resources.max_failures")
+
+
+def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted paths where two specs (as plain data) differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += changed_fields(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [] if old == new else [prefix or "(top level)"]
+
+
+def check_resume(run_dir: Location, spec: Spec, allow_changed: bool) -> bool:
+    """Whether `run_dir` holds an earlier run of this spec (so this one resumes it). A run dir
+    whose stored spec differs is refused, naming the fields that changed, unless
+    `allow_changed` (the changed trials then run under new keys: keys include config hashes)."""
+    import yaml
+
+    stored = run_dir.join(SPEC_FILE)
+    try:
+        old = yaml.safe_load(stored.read_text())
+    except FileNotFoundError:
+        return False
+    new = spec.model_dump(mode="json")
+    fields = [f for f in changed_fields(old, new) if not f.startswith(NOT_RESULTS)]
+    if fields and not allow_changed:
+        shown = ", ".join(fields[:12]) + (f" and {len(fields) - 12} more" if len(fields) > 12 else "")
+        raise SpecError(f"run dir {run_dir} holds a run of another spec (changed: {shown}); resume it with its "
+                        f"own spec (kdbench run --resume {run_dir}), choose another --run-dir, or pass "
+                        f"--allow-changed-spec to run the changed trials under new keys beside the old rows")
+    return True
 
 
 def init_ray(spec: Spec, address: str | None, verbose: bool) -> None:
@@ -58,7 +101,7 @@ def check_resources(spec: Spec) -> None:
             f"cluster has {gpus:g} GPUs; use device: cpu or add GPUs")
 
 
-def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[str, str]]:
     """Build every task's shared stages, tasks in parallel as Ray tasks."""
     import ray
 
@@ -87,7 +130,7 @@ def prepare_all(spec: Spec, store_root: Path) -> tuple[dict[str, Any], dict[str,
     return artifacts, errors
 
 
-def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict,
+def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Location, versions: dict,
                 references: list[list[str]]) -> dict:
     """The teacher's row: quality from the cached evaluation (costs: profiled after the grid)."""
     from bench.results import write_outputs
@@ -97,7 +140,7 @@ def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versi
     ev.update(headline=art["metric"], compute=ev["train"].get("compute"), selection=ev["train"].get("selection"))
     entry = spec.task(task)
     key = teacher_key(task)
-    params = _params(art["paths"]["teacher"])
+    params = _params(str(local_artifact(art["paths"]["teacher"])))
     return {
         "trial_key": key, "status": "ok", "error": None, "role": "teacher",
         "task": task, "method": "teacher", "ratio": 1.0, "seed": entry.data_seed,
@@ -113,7 +156,7 @@ def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versi
     }
 
 
-def copy_input_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, versions: dict,
+def copy_input_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Location, versions: dict,
                    test: list[dict]) -> dict:
     """The copy-the-input baseline: each test input (without the task's prompt) as its own
     output. A teacher below it has learned nothing worth distilling (the report says so)."""
@@ -136,6 +179,12 @@ def copy_input_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Path, ve
     }
 
 
+def local_artifact(where):
+    from bench.artifacts import local_artifact as local
+
+    return local(where)
+
+
 def _params(model_dir: str) -> int:
     from bench.models import count_params
     from bench.pretrained import load_config
@@ -143,37 +192,46 @@ def _params(model_dir: str) -> int:
     return count_params(load_config(model_dir, "teacher"))
 
 
-def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False,
-        cells: list[dict[str, Any]] | None = None) -> Path:
-    """Run the whole experiment; returns the path of the HTML report. `cells`: the grid's cells
-    (default: every cell of the spec; `kdbench run --tuned` passes cells with tuned overrides)."""
+def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str | None = None, verbose: bool = False,
+        cells: list[dict[str, Any]] | None = None, allow_changed_spec: bool = False) -> Path | str:
+    """Run the whole experiment; returns the report's path (or URI). `run_dir` (a path or a
+    storage URI): a new one by default; an existing one resumes (finished trials are kept,
+    interrupted ones continue from their checkpoints). `cells`: the grid's cells (default:
+    every cell of the spec; `kdbench run --tuned` passes cells with tuned overrides)."""
     from bench.data import load_splits
     from bench.grid import grid_size, run_grid
     from bench.profiling import profile_run
     from bench.results import STUDENTS_DIR, append_row, read_rows, write_references
     from reports import build_report
 
-    run_dir = (run_dir or new_run_dir(spec)).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store_root = artifacts_dir(spec).resolve()
-    (run_dir / "spec.yaml").write_text(spec_to_yaml(spec))
+    run_dir = Location.of(run_dir) if run_dir is not None else new_run_dir(spec)
+    store_root = artifacts_dir(spec)
+    for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)):
+        problem = writable(loc)
+        if problem:
+            raise SpecError(f"the {what} {loc} cannot be written: {problem}")
+    resumed = check_resume(run_dir, spec, allow_changed_spec)
+    run_dir.join(SPEC_FILE).write_text(spec_to_yaml(spec))
     versions = library_versions()
     meta = {"run_id": run_dir.name, "spec_name": spec.name, "started_at": _now(),
             "hardware": hardware(), "versions": versions, "artifacts_dir": str(store_root)}
+    if spec.study:
+        meta["study"] = spec.study
     _write_meta(run_dir, meta)
-    print(f"run {run_dir.name}: {grid_size(spec)} trials + {len(spec.tasks)} teacher(s); "
-          f"run dir {run_dir}; shared artifacts in {store_root}", flush=True)
+    print(f"run {run_dir.name}{' (resumed)' if resumed else ''}: {grid_size(spec)} trials + {len(spec.tasks)} "
+          f"teacher(s); run dir {run_dir}; shared artifacts in {store_root}", flush=True)
 
     t0 = time.time()
     init_ray(spec, address, verbose)
     check_resources(spec)
+    check_storage(run_dir, store_root, spec)
     print(f"ray ready in {time.time() - t0:.1f}s; building shared stages", flush=True)
     t1 = time.time()
     artifacts, errors = prepare_all(spec, store_root)
     print(f"shared stages ready in {time.time() - t1:.1f}s", flush=True)
     for task, art in artifacts.items():
         if art is not None:
-            test = load_splits(art["paths"]["data"]).splits["test"]
+            test = load_splits(local_artifact(art["paths"]["data"])).splits["test"]
             references = [r["references"] for r in test]
             write_references(run_dir, task, references)
             append_row(run_dir, teacher_row(spec, task, art, run_dir, versions, references))
@@ -184,14 +242,16 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions}
-    run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]), cells=cells)
+    stopped = run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]),
+                       cells=cells)
+    if stopped:
+        raise RunStopped(f"{stopped}; every row written so far is kept: once the run dir is writable again, "
+                         f"finish the grid with `kdbench run --resume {run_dir}`")
     t2 = time.time()
     profile_run(run_dir, read_rows(run_dir, profiles=False), artifacts, spec,
                 say=lambda m: print(m, flush=True))
     if not spec.storage.save_students:
-        import shutil
-
-        shutil.rmtree(run_dir / STUDENTS_DIR, ignore_errors=True)
+        run_dir.join(STUDENTS_DIR).delete()
     print(f"profiles done in {time.time() - t2:.1f}s", flush=True)
     meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
     _write_meta(run_dir, meta)
@@ -200,9 +260,24 @@ def run(spec: Spec, run_dir: Path | None = None, address: str | None = None, ver
     return report
 
 
+def check_storage(run_dir: Location, store_root: Location, spec: Spec) -> None:
+    """A cluster of several nodes must share its run dir and artifacts: an object store URI, or
+    a local path the spec declares shared (NFS: `storage.shared_filesystem`)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1 or spec.storage.shared_filesystem:
+        return
+    local = [f"{what} {loc}" for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)) if loc.is_local]
+    if local:
+        raise SpecError(f"the cluster has {len(nodes)} nodes but the {' and the '.join(local)} is a local path, "
+                        f"which the other nodes cannot see: use an object store (storage.runs_dir: "
+                        f"s3://bucket/runs) or, on NFS, set storage.shared_filesystem: true")
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _write_meta(run_dir: Path, meta: dict) -> None:
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+def _write_meta(run_dir: Location, meta: dict) -> None:
+    run_dir.join("run.json").write_json(meta, indent=2)

@@ -406,8 +406,13 @@ class Resources(Strict):
 
 
 class Storage(Strict):
+    """Where runs and artifacts live: local paths, or URIs pyarrow reaches (s3://bucket/runs,
+    gs://…; S3-compatible stores with ?endpoint_override=http://host:port). A cluster of several
+    nodes needs URIs, or local paths on a filesystem every node shares (`shared_filesystem`)."""
+
     runs_dir: str = "runs"  # each run gets RUN_DIR = runs_dir/<name>-<timestamp>
     artifacts_dir: str | None = None  # shared stage outputs; default runs_dir/artifacts
+    shared_filesystem: bool = False  # local paths are on NFS (or similar) that every node mounts
     save_students: bool = False  # keep every trained student (save_pretrained) in RUN_DIR/students/
 
 

@@ -76,7 +76,7 @@ class TaskArtifacts:
     teacher_eval: dict[str, Any] = field(default_factory=dict)
 
     def add(self, art: Artifact, label: str) -> Artifact:
-        self.paths[label] = str(art.path)
+        self.paths[label] = str(art.location)  # storage (a path or a URI): nodes read it via local_artifact
         self.hashes[label] = art.hash
         self.reused[label] = art.reused
         self.build_seconds[label] = art.build_seconds

@@ -25,6 +25,7 @@ from bench.distill.declare import resolve_method
 from bench.profiling import student_dir
 from bench.results import append_row, finished_row, load_references, slug, write_outputs
 from bench.spec import TrainSpec, quality_settings
+from bench.storage import Location
 
 REPORTED = ("bleu", "chrf", "params", "realized_ratio", "latency_ms")
 STATE_FILE = "state-rank{rank}.pt"
@@ -96,9 +97,10 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     from bench.worker import distill_worker
 
     config = config.get("trial", config)  # the grid passes {"trial": {...}}
-    run_dir = Path(context["run_dir"])
+    run_dir = Location.of(context["run_dir"])
     task, method, ratio, seed = config["task"], config["method"], config["ratio"], config["seed"]
     init = config["student_init"]
+    key = trial_key(task, method, ratio, seed, init)
     art = context["artifacts"][task]
     spec = context["spec"]
     res = spec["resources"]
@@ -138,7 +140,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                                                    use_gpu=res["device"] == "cuda",
                                                    resources_per_worker=resources),
             run_config=ray.train.RunConfig(
-                name=f"train-{slug(key)}", storage_path=str(run_dir / "train"),
+                name=f"train-{slug(key)}", storage_path=str(run_dir.join("train")),
                 logging_config=ray.train.LoggingConfig(log_level="WARNING"),
                 failure_config=ray.train.FailureConfig(max_failures=res.get("max_failures", 1)),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
@@ -160,7 +162,12 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         row.update(status="error", error=_reason(exc), traceback=traceback.format_exc()[-4000:])
     row["wall_seconds"] = time.time() - start
     row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    append_row(run_dir, row)
+    try:
+        append_row(run_dir, row)
+    except OSError as err:  # the run dir cannot be written: the grid stops, nothing written is lost
+        ray.tune.report({"status": "storage_error", "error": f"cannot store the row of {key}: "
+                         f"{str(err).splitlines()[0]}", "wall_seconds": row["wall_seconds"]})
+        return
     ray.tune.report({**_summary(row), "status": row["status"], "error": row.get("error"),
                      "wall_seconds": row["wall_seconds"], "reused": False,
                      "selection_value": (row.get("metrics") or {}).get("selection", {}).get("value")})

@@ -19,6 +19,7 @@ import ray.train
 import torch
 from ray.train import Checkpoint
 
+from bench.artifacts import local_artifact
 from bench.data import Lengths, encode, load_splits
 from bench.distill.declare import method_from_definition
 from bench.distill.loop import TrainingRun
@@ -32,6 +33,7 @@ from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
 from bench.seeding import seed_everything
 from bench.spec import TrainSpec, quality_settings
+from bench.storage import Location
 from bench.student_init import make_student, parse_init
 from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
 from bench.trial import RESULT_FILE, STATE_FILE, PermanentError, _reason
@@ -96,7 +98,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     seed_everything(cfg["seed"])
     amp = autocast_dtype(cfg["precision"])
     method = method_from_definition(cfg["method_definition"])
-    paths, lengths = cfg["paths"], Lengths(**cfg["lengths"])
+    lengths = Lengths(**cfg["lengths"])
+    paths = _local_paths(cfg["paths"], method)
     spec = TrainSpec(**cfg["train"])
 
     init = parse_init(cfg["student_init"])
@@ -168,12 +171,31 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     if (pts := method.sequence_level_pts) is not None:  # for the report's PT ablation
         metrics.update(pt_strategy=pts.strategy, pt_k=pts.k)
     if cfg.get("save_to"):  # the distilled student, usable with from_pretrained (profiled after the grid)
-        bare(student).save_pretrained(cfg["save_to"])
-        tok.save_pretrained(cfg["save_to"])
+        save_model(bare(student), tok, cfg["save_to"])
         if cfg.get("keep_student", True):
             metrics["student_dir"] = cfg["save_to"]
     metrics["timing"] = {**timing, "finished": time.time()}
     return metrics
+
+
+def save_model(model, tokenizer, where: str) -> None:
+    """`save_pretrained` of model and tokenizer to a path or a storage URI."""
+    target = Location.of(where)
+    if target.is_local:
+        model.save_pretrained(str(target.local_path))
+        tokenizer.save_pretrained(str(target.local_path))
+        return
+    with tempfile.TemporaryDirectory(prefix="kdbench-student-") as d:
+        model.save_pretrained(d)
+        tokenizer.save_pretrained(d)
+        target.upload_dir(Path(d))
+
+
+def _local_paths(stored: dict[str, str], method) -> dict[str, str]:
+    """Verified local copies of the artifacts this trial reads (`local_artifact`: in place on a
+    local store, this node's cache for an object store)."""
+    needed = {"data", "tokenizer", "teacher", *(pt.label for pt in method.pt_specs), *_cache_labels(method)}
+    return {k: str(local_artifact(v)) for k, v in stored.items() if k in needed}
 
 
 def _cache_labels(method) -> list[str]:

@@ -10,7 +10,10 @@ renderers (`markdown`, `html_page`, `latex`).
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+
+from bench.storage import Location
 
 from reports.content import REPORT_DIR, collect
 from reports.html_page import write_html
@@ -21,16 +24,31 @@ from reports.tables import seed_summary
 __all__ = ["build_report"]
 
 
-def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path:
+def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) -> Path | str:
     """Write report.html (self-contained), report.md, tables.tex, the figures (PNG) and the
     flat results (results.csv, results.parquet; summary.csv: mean, std, n and 95% t-interval
     over seeds of every task × method × ratio × metric; learning_curves.csv) into `out_dir`
     (default: the first run dir's `report/`, whose `.cache/` keeps every row's per-example
     scores for the next build); return the path of report.html."""
-    dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    dirs = [_run_dir(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path, Location)) else run_dirs)]
     if not dirs:
         raise ValueError("build_report needs at least one run dir")
-    out = Path(out_dir) if out_dir is not None else dirs[0] / REPORT_DIR
+    target = Location.of(out_dir) if out_dir is not None else Location.of(dirs[0]).join(REPORT_DIR)
+    if not target.is_local:  # a run on an object store: build here, then upload the folder
+        with tempfile.TemporaryDirectory(prefix="kdbench-report-") as tmp:
+            _build(dirs, Path(tmp))
+            target.upload_dir(Path(tmp))
+        return str(target.join("report.html"))
+    return _build(dirs, target.local_path)
+
+
+def _run_dir(d) -> Path | str:
+    """A local run dir as a Path, a storage URI as its string."""
+    loc = Location.of(d)
+    return loc.local_path if loc.is_local else loc.uri
+
+
+def _build(dirs: list, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     content = collect(dirs, out)
     content.frame.to_csv(out / "results.csv", index=False)

@@ -130,7 +130,7 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     checks = teacher_checks(frame, metrics)
     withheld = {task: check.problem for task, check in checks.items() if check.problem}
     store = ScoreStore(out_dir / CACHE_DIR,
-                       read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs])
+                       read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs if isinstance(d, Path)])
     cells = build_cells(frame, metrics, store)
     store.flush()
     sig = significance(frame, metrics, withheld=withheld, cells=cells)
@@ -167,6 +167,9 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
         blocks += [t for t in (ablation_display(frame, task, metrics[task], sig)
                                for task in ablation_tasks(quality)) if t]
         sections.append(Section("Pseudo-target ablation", blocks))
+    from reports.tuning import tuning_sections  # here: reports.tuning builds on this module's blocks
+
+    sections += tuning_sections(run_dirs, rows_by_dir, out_dir)
     if results:
         sections.append(Section("All successful results", [_listing(frame)]))
     else:

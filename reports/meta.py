@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bench.results import read_rows
+from bench.storage import Location
 
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.yaml"
@@ -23,7 +24,7 @@ SPEC_TEXT_LIMIT = 20_000
 
 @dataclass
 class RunMeta:
-    run_dir: Path
+    run_dir: Path | str  # a local run dir, or its storage URI
     run_id: str
     spec_name: str | None = None
     started_at: str | None = None
@@ -63,21 +64,22 @@ class RunMeta:
 
 
 def run_meta(run_dir: Path | str) -> RunMeta:
-    """Metadata of one run dir, from `run.json`/`spec.yaml`, else from its result rows."""
-    run_dir = Path(run_dir)
-    info = _read_json(run_dir / RUN_FILE)
+    """Metadata of one run dir (a path or a storage URI), from `run.json`/`spec.yaml`, else from
+    its result rows."""
+    loc = Location.of(run_dir)
+    info = _read_json(loc.join(RUN_FILE))
     rows = read_rows(run_dir) if not info else []
     first = rows[0] if rows else {}
     finished = [str(r["finished_at"]) for r in rows if r.get("finished_at")]
     return RunMeta(
-        run_dir=run_dir,
-        run_id=str(info.get("run_id") or first.get("run_id") or run_dir.resolve().name),
-        spec_name=info.get("spec_name") or _spec_name(run_dir / SPEC_FILE),
+        run_dir=loc.local_path if loc.is_local else loc.uri,
+        run_id=str(info.get("run_id") or first.get("run_id") or loc.name),
+        spec_name=info.get("spec_name") or _spec_name(loc.join(SPEC_FILE)),
         started_at=info.get("started_at"),
         finished_at=info.get("finished_at") or (max(finished) if finished else None),
         hardware=_as_dict(info.get("hardware")),
         versions=_as_dict(info.get("versions")) or _as_dict(first.get("versions")),
-        spec_text=_read_text(run_dir / SPEC_FILE),
+        spec_text=_read_text(loc.join(SPEC_FILE)),
         wall_seconds=info.get("wall_seconds") if isinstance(
             info.get("wall_seconds"), (int, float)) else None,
         study=info.get("study") if isinstance(info.get("study"), dict) else None,
@@ -100,26 +102,26 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(loc: Location) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(loc.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _read_text(path: Path, limit: int = SPEC_TEXT_LIMIT) -> str | None:
+def _read_text(loc: Location, limit: int = SPEC_TEXT_LIMIT) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = loc.read_bytes().decode("utf-8", errors="replace")
     except OSError:
         return None
     return text if len(text) <= limit else text[:limit] + "\n… (truncated)\n"
 
 
-def _spec_name(path: Path) -> str | None:
+def _spec_name(loc: Location) -> str | None:
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        spec = yaml.safe_load(loc.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
         return None
     name = spec.get("name") if isinstance(spec, dict) else None
     return str(name) if name else None

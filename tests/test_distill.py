@@ -152,13 +152,15 @@ def test_shrink_initialised_student_starts_from_teacher_layers(tiny_artifacts, t
     small = AutoModelForSeq2SeqLM.from_pretrained(art.paths["teacher"])
     shape = dataclasses.replace(shape_of(small.config), encoder_layers=3, decoder_layers=3)
     teacher = build_model(with_shape(small.config, shape), seed=0)
-    teacher.save_pretrained(tmp_path / "teacher")
+    from bench.artifacts import ArtifactStore
+
+    stored = ArtifactStore(tmp_path).get_or_build("teacher", {"deeper": 3}, lambda d: teacher.save_pretrained(d))
     one_decoder = with_shape(teacher.config, dataclasses.replace(shape, decoder_layers=1))
     ratio = round(count_params(teacher.config) / count_params(one_decoder), 2)
     assert shape_of(plan_shrink(teacher.config, ratio).config).decoder_layers == 1
     cfg = _cfg(spec, art, "ft")
     cfg.update(ratio=ratio, student_init="shrink-first-last",
-               paths={**art.paths, "teacher": str(tmp_path / "teacher")})
+               paths={**art.paths, "teacher": str(stored.location)})
     out = distill(cfg, 0, 1, torch.device("cpu"))
     assert out["student_shape"]["d_model"] == shape.d_model and out["student_shape"]["decoder_layers"] == 1
     assert abs(out["realized_ratio"] - ratio) / ratio < 0.01 and 0 <= out["bleu"] <= 100

@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from bench.cli import main
-from bench.results import read_rows, results_path
+from bench.results import ROWS_DIR, read_rows
 from bench.runner import run
 from bench.spec import parse_spec
 from tests.conftest import tiny_spec_dict
@@ -56,13 +56,13 @@ def test_every_preset_in_one_grid_then_resume(tmp_path, ray_session, capsys):
     assert all(f"| {m} " in md for m in METHODS) and report.exists()
 
     # same run again: stages reused, finished trials kept, nothing duplicated
-    lines_before = results_path(run_dir).read_text().splitlines()
+    stored_before = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}
     run(spec, run_dir=run_dir)
     out = capsys.readouterr().out
     assert "[d2t] shared stages: data reused, tokenizer reused, teacher reused" in out
     assert out.count("[stored earlier]") == len(METHODS)
-    lines_after = results_path(run_dir).read_text().splitlines()
-    assert lines_after == lines_before  # nothing rewritten, lost or added
+    stored_after = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}
+    assert stored_after == stored_before  # nothing rewritten, lost or added
 
     # the report can be rebuilt from the stored rows alone
     assert main(["report", str(run_dir), "--out", str(tmp_path / "rebuilt")]) == 0

@@ -12,6 +12,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 from test_reports import _scored_row, rich_hypotheses, rich_references
 
+from bench.results import read_rows
 from reports import build_report
 from reports.findings import findings, parse_study
 from reports.frame import load_frame
@@ -77,7 +78,7 @@ def _seed_scores(run_dir: Path, method: str, ratio: float) -> tuple[np.ndarray, 
     refs = json.loads((run_dir / "references" / "d2t.json").read_text())
     width = max(len(r) for r in refs)
     streams = [[r[k] if k < len(r) else None for r in refs] for k in range(width)]
-    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    rows = read_rows(run_dir, profiles=False)
     rows = sorted((r for r in rows if r["method"] == method and r["ratio"] == ratio),
                   key=lambda r: r["seed"])
     n = len(refs)

@@ -16,7 +16,7 @@ from sacrebleu.metrics import BLEU as SacreBLEU
 from sacrebleu.metrics import CHRF
 from scipy import stats as scipy_stats
 
-from bench.results import append_row
+from bench.results import append_row, read_rows
 from reports import build_report
 from reports.derived import gain_display, retention_display
 from reports.frame import load_frame, rows_frame
@@ -375,8 +375,8 @@ def test_rich_report_files_and_sections(rich_report, rich_run):
 
 
 def test_rich_ci_matches_raw_rows(rich_run):
-    """The table's mean ± CI is recomputed here from results.jsonl with scipy's t."""
-    raw = [json.loads(line) for line in (rich_run / "results.jsonl").read_text().splitlines()]
+    """The table's mean ± CI is recomputed here from the stored rows with scipy's t."""
+    raw = read_rows(rich_run, profiles=False)
     frame = load_frame([rich_run])
     table = results_table(frame, "qg")
     for method in RICH_QUALITY:
@@ -391,10 +391,10 @@ def test_rich_ci_matches_raw_rows(rich_run):
 
 def test_summary_csv_matches_raw_rows(rich_report, rich_run):
     """summary.csv holds mean, std, n and the 95% t-interval of every task × method × ratio ×
-    metric; recomputed here from results.jsonl."""
+    metric; recomputed here from the stored rows."""
     import pandas as pd
 
-    raw = [json.loads(line) for line in (rich_run / "results.jsonl").read_text().splitlines()]
+    raw = read_rows(rich_run, profiles=False)
     summary = pd.read_csv(rich_report.parent / "summary.csv")
     checked = 0
     for (task, metric, method, ratio), cell in summary.set_index(["task", "metric", "method", "ratio"]).iterrows():

@@ -1,6 +1,11 @@
+"""The results store: one file per trial, written once when ok, atomically, on a local disk or
+an S3-compatible object store (moto's server on loopback)."""
 import json
 
-from bench.results import append_row, finished_row, read_rows, results_path
+import pytest
+
+from bench.results import ROWS_DIR, append_row, finished_row, read_rows
+from bench.storage import Location
 
 
 def row(key, status="ok", **kw):
@@ -12,7 +17,7 @@ def test_ok_row_is_written_once(tmp_path):
     assert not append_row(tmp_path, row("a", bleu=2.0))  # a retry cannot duplicate or overwrite
     rows = read_rows(tmp_path)
     assert len(rows) == 1 and rows[0]["bleu"] == 1.0
-    assert len(results_path(tmp_path).read_text().splitlines()) == 1
+    assert len(list((tmp_path / ROWS_DIR).iterdir())) == 1
 
 
 def test_error_then_ok_keeps_the_ok_row(tmp_path):
@@ -25,11 +30,36 @@ def test_error_then_ok_keeps_the_ok_row(tmp_path):
     assert rows["b"]["status"] == "error"
 
 
-def test_torn_line_is_skipped_and_sealed(tmp_path):
+def test_a_half_written_row_is_never_seen(tmp_path):
+    """Writes go to a temporary name and are renamed into place: a crash mid-write leaves at
+    most a stray temporary file, which readers skip."""
     append_row(tmp_path, row("a"))
-    with open(results_path(tmp_path), "a") as fh:
-        fh.write('{"trial_key": "b", "sta')  # a crash mid-write
+    (tmp_path / ROWS_DIR / ".x.json.123.tmp").write_text('{"trial_key": "b", "sta')
     append_row(tmp_path, row("c"))
     assert sorted(r["trial_key"] for r in read_rows(tmp_path)) == ["a", "c"]
-    lines = results_path(tmp_path).read_text().splitlines()
-    assert json.loads(lines[-1])["trial_key"] == "c"
+
+
+def test_rows_of_older_runs_in_results_jsonl_are_still_read(tmp_path):
+    (tmp_path / "results.jsonl").write_text(json.dumps(row("old", bleu=5.0)) + "\n" + '{"trial_key": "torn"\n')
+    append_row(tmp_path, row("new"))
+    assert sorted(r["trial_key"] for r in read_rows(tmp_path)) == ["new", "old"]
+    assert not append_row(tmp_path, row("old", bleu=9.0)) and finished_row(tmp_path, "old")["bleu"] == 5.0
+
+
+def test_appending_does_not_read_the_store(tmp_path, monkeypatch):
+    """O(1) appends: with thousands of rows stored, an append reads one file, never all."""
+    for i in range(300):
+        append_row(tmp_path, row(f"k{i}"))
+    import bench.results as results
+
+    monkeypatch.setattr(results, "_stored_rows", lambda *a: pytest.fail("append scanned the store"))
+    assert append_row(tmp_path, row("k-new")) and not append_row(tmp_path, row("k7"))
+
+
+def test_the_store_works_on_an_s3_compatible_object_store(s3_bucket):
+    run = Location.of(s3_bucket).join("runs", "r1")
+    assert append_row(run, row("a", bleu=1.0)) and not append_row(run, row("a", bleu=2.0))
+    append_row(run, row("b", status="error", error="x"))
+    rows = {r["trial_key"]: r for r in read_rows(run)}
+    assert rows["a"]["bleu"] == 1.0 and rows["b"]["status"] == "error"
+    assert finished_row(run, "a")["bleu"] == 1.0 and finished_row(run, "b") is None
