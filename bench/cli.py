@@ -14,7 +14,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("spec", nargs="?", help="path to a spec YAML (omit to use --preset)")
     run.add_argument("--preset", default=None, help="built-in spec: default (≈12 min on 2 CPUs), smoke (≈1.5 min) or full (GPU-scale)")
     run.add_argument("--address", default=None, help="connect to an existing Ray cluster (e.g. auto or HOST:PORT)")
-    run.add_argument("--run-dir", type=Path, default=None, help="run directory (an existing one resumes: finished trials are kept)")
+    run.add_argument("--run-dir", default=None, help="run directory, a path or a storage URI (an existing one "
+                                                     "resumes: finished trials are kept)")
+    run.add_argument("--resume", default=None, metavar="RUN_DIR",
+                     help="continue an interrupted run with its own stored spec: finished trials are kept, "
+                          "interrupted ones continue from their checkpoints")
+    run.add_argument("--allow-changed-spec", action="store_true",
+                     help="let a run dir of another spec take this one: changed trials run under new keys")
     run.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")
     run.add_argument("--artifacts-dir", default=None, help="shared artifact store (overrides storage.artifacts_dir)")
     run.add_argument("--tuned", type=Path, default=None, metavar="BEST_YAML",
@@ -35,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--verbose", action="store_true", help="show Ray's own logs")
 
     rep = sub.add_parser("report", help="(re)build the report of one or more run directories")
-    rep.add_argument("run_dirs", nargs="+", type=Path)
+    rep.add_argument("run_dirs", nargs="+", help="run directories: paths or storage URIs")
     rep.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/report)")
 
     val = sub.add_parser("validate", help="check a spec without running anything")
@@ -62,6 +68,26 @@ def _load(args):
     return spec
 
 
+def _stored_spec(run_dir: str) -> str:
+    """The spec a run dir stored (written to a local temporary file when the run dir is remote)."""
+    import tempfile
+
+    from bench.spec import SpecError
+    from bench.storage import Location
+
+    stored = Location.of(run_dir).join("spec.yaml")
+    try:
+        text = stored.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"--resume {run_dir}: no spec.yaml there (not a kdbench run dir?)") from None
+    if stored.is_local:
+        return str(stored.local_path)
+    tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    tmp.write(text)
+    tmp.close()
+    return tmp.name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from bench.environment import quiet_ray_env
@@ -84,9 +110,18 @@ def main(argv: list[str] | None = None) -> int:
             run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
                 cells=cells)
         elif args.command == "run":
-            from bench.runner import run
+            from bench.runner import RunStopped, run
 
-            run(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose)
+            if args.resume:
+                if args.spec or args.preset:
+                    raise SpecError("--resume takes the run's own stored spec; give no spec or --preset")
+                args.spec, args.run_dir = _stored_spec(args.resume), args.resume
+            try:
+                run(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
+                    allow_changed_spec=args.allow_changed_spec)
+            except RunStopped as err:
+                print(f"kdbench: stopped: {err}", file=sys.stderr)
+                return 3
         elif args.command == "tune":
             from bench.tune import tune
 
@@ -98,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from reports import build_report
 
+            from bench.storage import Location
+
             for d in args.run_dirs:
-                if not d.is_dir():
-                    raise SpecError(f"run directory not found: {d}")
+                if not Location.of(d).join("spec.yaml").exists() and not Location.of(d).join("rows").exists() \
+                        and not Location.of(d).join("results.jsonl").exists():
+                    raise SpecError(f"run directory not found (no spec.yaml, rows/ or results.jsonl): {d}")
             print(f"report: {build_report(args.run_dirs, args.out)}")
         elif args.command == "list":
             from bench.distill.methods import METHODS

@@ -83,22 +83,30 @@ def init_ray(spec: Spec, address: str | None, verbose: bool) -> None:
 
 
 def check_resources(spec: Spec) -> None:
-    """Fail before any work when the cluster cannot host one trial."""
+    """Fail before any work, with a one-line SpecError naming the field, when the cluster cannot
+    host one trial: a Train worker needs `cpus_per_worker` CPUs on one node, a trial
+    `num_workers` of them, and `device: cuda` one GPU per worker — unless `resources.autoscale`
+    says the cluster's autoscaler can add GPU nodes (trials then wait for them)."""
     import ray
 
     from bench.grid import TRIAL_CPU
 
-    res = ray.cluster_resources()
-    cpus, gpus = res.get("CPU", 0), res.get("GPU", 0)
-    need = TRIAL_CPU + spec.resources.num_workers * spec.resources.cpus_per_worker
+    res = spec.resources
+    cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
+    node_cpus = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=cpus)
+    if res.cpus_per_worker > node_cpus + 1e-9:
+        raise SpecError(f"resources.cpus_per_worker = {res.cpus_per_worker:g}: a Train worker runs on one node and "
+                        f"the largest node has {node_cpus:g} CPUs; allowed: at most {node_cpus:g}")
+    need = TRIAL_CPU + res.num_workers * res.cpus_per_worker
     if need > cpus + 1e-9:
-        raise RuntimeError(
-            f"resources: one trial needs {need:g} CPUs (num_workers={spec.resources.num_workers} × "
-            f"cpus_per_worker={spec.resources.cpus_per_worker} + {TRIAL_CPU}) but the cluster has {cpus:g}")
-    if spec.resources.device == "cuda" and gpus < spec.resources.num_workers:
-        raise RuntimeError(
-            f"resources.device is 'cuda' with num_workers={spec.resources.num_workers}, but the "
-            f"cluster has {gpus:g} GPUs; use device: cpu or add GPUs")
+        most = max(1, math.floor((cpus - TRIAL_CPU) / res.cpus_per_worker + 1e-9))
+        raise SpecError(f"resources.num_workers = {res.num_workers}: one trial needs {need:g} CPUs (num_workers × "
+                        f"cpus_per_worker {res.cpus_per_worker:g} + {TRIAL_CPU:g}) but the cluster has {cpus:g}; "
+                        f"allowed: num_workers <= {most} at this cpus_per_worker, or fewer cpus_per_worker")
+    if res.device == "cuda" and gpus < res.num_workers and not res.autoscale:
+        raise SpecError(f"resources.device = 'cuda': the cluster has {gpus:g} GPU(s) for num_workers = "
+                        f"{res.num_workers} (one GPU each); allowed: device: cpu, fewer workers, or "
+                        f"resources.autoscale: true if the cluster's autoscaler adds GPU nodes")
 
 
 def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[str, str]]:
@@ -107,8 +115,10 @@ def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[
 
     from bench.stages import prepare_task
 
-    cpus = ray.cluster_resources().get("CPU", 1)
-    stage_cpus = spec.resources.stage_cpus or max(1, math.floor(cpus / len(spec.tasks)))
+    # a stage job runs on one node: at most the CPUs of the largest node
+    cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1) or 1
+    total = ray.cluster_resources().get("CPU", 1)
+    stage_cpus = spec.resources.stage_cpus or max(1, math.floor(total / len(spec.tasks)))
     gpus = 1 if spec.resources.device == "cuda" else 0
     remote = ray.remote(prepare_task).options(num_cpus=min(stage_cpus, cpus), num_gpus=gpus, max_retries=0)
     spec_for_stages = spec.model_copy(update={"resources": spec.resources.model_copy(

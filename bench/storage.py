@@ -161,6 +161,15 @@ class Location:
         names = sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))
         return [self.join(n) for n in names]
 
+    def dirs(self) -> list[Location]:
+        """The directories directly inside this one (sorted by name), [] when it does not exist."""
+        fs, path = self._fs()
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except OSError as err:
+            raise StorageError(f"cannot list {self.uri}: {err}") from None
+        return [self.join(n) for n in sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.Directory)]
+
     def read_many(self, locations: list[Location], threads: int = 16) -> list[bytes | None]:
         """Read files concurrently (object stores answer one request at a time per file); None
         for a file that vanished."""

@@ -75,6 +75,7 @@ def distill_worker(cfg: dict[str, Any]) -> dict[str, Any] | None:
                              report=report, state=state)
             if result is not None:
                 result["timing"]["worker_entered"] = entered
+                result["node_id"] = ray.get_runtime_context().get_node_id()
         except (ValueError, KeyError, FloatingPointError, PermanentError) as exc:
             # deterministic: a retry would fail the same way, so it is recorded instead
             return {"permanent_error": _reason(exc), "traceback": traceback.format_exc()[-4000:]} if rank == 0 else None
@@ -146,8 +147,9 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
                       schedule=method.schedule,
                       dev=dev_set(tok, splits.splits["dev"], lengths, spec, cfg["metric"], cfg["bleu_tokenize"]),
                       seed=cfg["seed"] * 1000 + rank, target_sets=target_sets)
-    if state is not None:
+    if state is not None:  # a restart of this trial (a worker died): continue from its checkpoint
         run.load(state)
+        run.stats.setdefault("resumed_at_steps", []).append(run.step)
     timing["train_started"] = time.time()
     stats = run.run(on_report=report, checkpoint_every=spec.checkpoint_every, log=cfg.get("log"))
     timing["train_finished"] = time.time()
