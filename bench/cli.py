@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tuned", type=Path, default=None, metavar="BEST_YAML",
                      help="run the configurations `kdbench tune` chose (its best.yaml); without a spec, the "
                           "tuned spec")
+    run.add_argument("--study", default=None, metavar="S1..S8|all",
+                     help="run one of the paper's findings as a study (CPU size; `all`: the eight at --scale full)")
+    run.add_argument("--scale", default=None, choices=["cpu", "full"],
+                     help="a study's size: cpu (≤ 30 min on 2 cores, the default for one study) or full (GPU/cluster)")
+    run.add_argument("--tasks", default=None, help="a study on other registered tasks, comma-separated (e.g. qg,xsum)")
+    run.add_argument("--tasks-from", default=None, metavar="SPEC",
+                     help="a study on the tasks of another spec (its tasks: block: your own data, paper tasks)")
     run.add_argument("--verbose", action="store_true", help="show Ray's own logs")
 
     tune = sub.add_parser("tune", help="search hyperparameters of every (task, ratio, method) on dev (the "
@@ -58,6 +65,11 @@ def _load(args):
     if args.spec and args.preset:
         raise SpecError("give either a spec file or --preset, not both")
     spec = load_spec(args.spec) if args.spec else load_preset(args.preset or "default")
+    return _with_storage(args, spec)
+
+
+def _with_storage(args, spec):
+    """The spec with the command line's storage overrides."""
     storage = {}
     if getattr(args, "runs_dir", None):
         storage["runs_dir"] = args.runs_dir
@@ -109,6 +121,29 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
                 cells=cells)
+        elif args.command == "run" and args.study:
+            from bench.runner import RunStopped, run
+            from bench.studies import load_study, study_names
+
+            if args.spec or args.preset or args.resume:
+                raise SpecError("--study runs a shipped study spec; give no spec, --preset or --resume")
+            names = study_names() if args.study == "all" else [args.study]
+            scale = args.scale or ("full" if args.study == "all" else "cpu")
+            tasks_from = None
+            if args.tasks_from:
+                from bench.spec import load_spec
+
+                tasks_from = [t.model_dump(exclude_unset=True) for t in load_spec(args.tasks_from).tasks]
+            tasks = args.tasks.split(",") if args.tasks else None
+            for name in names:
+                spec = _with_storage(args, load_study(name, scale, tasks, tasks_from))
+                print(f"study {name} ({scale}): {spec.study['claim']}", flush=True)
+                try:
+                    run(spec, run_dir=args.run_dir if len(names) == 1 else None, address=args.address,
+                        verbose=args.verbose, allow_changed_spec=args.allow_changed_spec)
+                except RunStopped as err:
+                    print(f"kdbench: stopped: {err}", file=sys.stderr)
+                    return 3
         elif args.command == "run":
             from bench.runner import RunStopped, run
 
@@ -152,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             for m in METHODS.values():
                 print(f"  {m.name:16s} {m.description}")
             print("presets:", ", ".join(PRESETS))
+            from bench.studies import load_study, study_names
+
+            print("studies (kdbench run --study NAME):")
+            for name in study_names():
+                print(f"  {name:4s} {load_study(name).study['claim']}")
     except SpecError as err:
         print(f"kdbench: {err}", file=sys.stderr)
         return 2

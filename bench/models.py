@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from bench.spec import ModelSpec
 
 RATIO_TOLERANCE = 0.10
-SHAPES = ("balanced", "width", "depth")
+SHAPES = ("balanced", "width", "depth")  # encoder-decoder students; `decoder-only`: plan_decoder_only
 _CLASSES = {"bart": BartForConditionalGeneration, "t5": T5ForConditionalGeneration}
 
 
@@ -128,7 +128,45 @@ def count_params(config: PretrainedConfig) -> int:
 
 def build_model(config: PretrainedConfig, seed: int) -> PreTrainedModel:
     torch.manual_seed(seed)
-    return AutoModelForSeq2SeqLM.from_config(config)
+    cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    return cls.from_config(config)
+
+
+def plan_decoder_only(teacher_config: PretrainedConfig, ratio: float, max_positions: int) -> StudentPlan:
+    """A GPT-2-style decoder-only student of teacher/ratio parameters (±10%) on the teacher's
+    vocabulary: as many layers as the `balanced` encoder-decoder student has in its two stacks
+    together (the same depth budget, S1's comparison), the width sized to the target. It reads
+    prompt + target as one sequence (`bench.lm`), so `max_positions` covers both."""
+    from transformers import GPT2Config
+
+    teacher = shape_of(teacher_config)
+    teacher_params = count_params(teacher_config)
+    target = teacher_params / ratio
+    enc = max(1, min(teacher.encoder_layers, round(teacher.encoder_layers / math.sqrt(ratio))))
+    dec = max(1, min(teacher.decoder_layers, round(teacher.decoder_layers / ratio), enc))
+    layers = enc + dec
+    ids = dict(bos_token_id=teacher_config.bos_token_id, eos_token_id=teacher_config.eos_token_id,
+               pad_token_id=teacher_config.pad_token_id)
+
+    def config(d: int) -> GPT2Config:
+        return GPT2Config(vocab_size=teacher_config.vocab_size, n_embd=d, n_layer=layers, n_head=teacher.heads,
+                          n_inner=max(teacher.heads, round(teacher.ffn_dim * d / teacher.d_model)),
+                          n_positions=max_positions, tie_word_embeddings=True, **ids)
+
+    widths = list(range(teacher.heads, 4 * teacher.d_model + 1, teacher.heads))
+    lo, hi = 0, len(widths) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count_params(config(widths[mid])) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    n, d = min((abs(count_params(config(w)) - target), w) for w in {widths[max(lo - 1, 0)], widths[lo]})
+    n = count_params(config(d))
+    if abs(n - target) / target > RATIO_TOLERANCE:
+        raise ValueError(f"cannot build a decoder-only student at compression ratio {ratio}: the closest has "
+                         f"{n:,} params (target {target:,.0f}); the position and token embeddings bound it")
+    return StudentPlan(config(d), n, teacher_params, ratio)
 
 
 @dataclass(frozen=True)

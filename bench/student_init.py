@@ -2,7 +2,8 @@
 
 * `random` — `bench.models.plan_student`: the teacher's family and vocabulary in the `balanced`
   shape (deep encoder, shallow decoder), random weights; `random/width` keeps the teacher's
-  depth at a narrower width, `random/depth` the teacher's width with fewer layers.
+  depth at a narrower width, `random/depth` the teacher's width with fewer layers; `random/decoder-only` is a GPT-2-style
+  student of the same size (`bench.models.plan_decoder_only`).
 * `shrink-alternating` / `shrink-first-last` — shrink-and-fine-tune (Shleifer & Rush 2020):
   the teacher's width with fewer layers (decoder layers go first, as in decoder pruning:
   decoding is where the time goes), every kept layer copied from a teacher layer — every
@@ -30,6 +31,7 @@ from bench.models import (
     StudentPlan,
     build_model,
     count_params,
+    plan_decoder_only,
     plan_fewer_layers,
     plan_student,
     shape_of,
@@ -37,8 +39,9 @@ from bench.models import (
 from bench.pretrained import load_config, load_model
 
 SHRINK_PATTERNS = ("alternating", "first-last")
-ALLOWED = ("random", *(f"random/{s}" for s in SHAPES if s != "balanced"), *(f"shrink-{p}" for p in SHRINK_PATTERNS),
-           "pretrained:<hub name or path>")
+RANDOM_SHAPES = (*SHAPES, "decoder-only")
+ALLOWED = ("random", *(f"random/{s}" for s in RANDOM_SHAPES if s != "balanced"),
+           *(f"shrink-{p}" for p in SHRINK_PATTERNS), "pretrained:<hub name or path>")
 _LAYER_KEY = re.compile(r"(?:^|\.)(encoder|decoder)\.(?:block|layers)\.(\d+)\.")
 
 
@@ -64,7 +67,7 @@ def parse_init(text: str) -> StudentInit:
     `shrink-first-last` or `pretrained:<name or path>`."""
     if text == "random":
         return StudentInit("random")
-    if text.startswith("random/") and text.removeprefix("random/") in SHAPES:
+    if text.startswith("random/") and text.removeprefix("random/") in RANDOM_SHAPES:
         return StudentInit("random", shape=text.removeprefix("random/"))
     if text.startswith("shrink-") and text.removeprefix("shrink-") in SHRINK_PATTERNS:
         return StudentInit("shrink", pattern=text.removeprefix("shrink-"))
@@ -128,9 +131,14 @@ def load_pretrained(source: str, teacher_config: PretrainedConfig, ratio: float)
     return load_model(source, "pretrained student"), plan
 
 
-def make_student(init: StudentInit, teacher_path: str, ratio: float, seed: int) -> tuple[PreTrainedModel, StudentPlan]:
-    """The student model for one trial and the plan that sized it."""
+def make_student(init: StudentInit, teacher_path: str, ratio: float, seed: int,
+                 max_positions: int = 512) -> tuple[PreTrainedModel, StudentPlan]:
+    """The student model for one trial and the plan that sized it (`max_positions`: what a
+    decoder-only student must hold, prompt + target)."""
     teacher_config = load_config(teacher_path, "teacher")
+    if init.kind == "random" and init.shape == "decoder-only":
+        plan = plan_decoder_only(teacher_config, ratio, max_positions)
+        return build_model(plan.config, seed), plan
     if init.kind == "pretrained":
         return load_pretrained(init.source, teacher_config, ratio)
     if init.kind == "shrink":

@@ -104,7 +104,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     spec = TrainSpec(**cfg["train"])
 
     init = parse_init(cfg["student_init"])
-    student, plan = make_student(init, paths["teacher"], cfg["ratio"], cfg["seed"])
+    student, plan = make_student(init, paths["teacher"], cfg["ratio"], cfg["seed"],
+                                 max_positions=lengths.max_source + lengths.max_target + 2)
     teacher_tok = load_tokenizer(paths["tokenizer"])
     tok = load_tokenizer(init.source) if init.kind == "pretrained" else teacher_tok
     teacher_config = load_config(paths["teacher"], "teacher")

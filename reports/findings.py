@@ -14,6 +14,11 @@ lower-is-better metrics, so a positive effect always means "system better". Rule
    interval of the effect lies within ±`NEGLIGIBLE` points: the data then rule out any
    difference worth the name, in either direction.
 4. *inconclusive* otherwise: the interval is too wide to tell.
+
+A comparison may instead expect *not worse* (non-inferiority, e.g. a faster design that should
+cost no quality): it holds when the whole 95% interval lies above −`NEGLIGIBLE`, does not hold
+when p < 0.05 with the system worse by more than `NEGLIGIBLE` at the interval's best, and is
+inconclusive otherwise.
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ class Comparison:
     id: str
     system: str
     baseline: str
-    expect: str  # "better" | "worse"
+    expect: str  # "better" | "worse" | "not worse"
     axis: str | None = None
 
 
@@ -66,9 +71,9 @@ def parse_study(data: Any) -> tuple[Study | None, list[str]]:
         if not isinstance(c, dict) or not all(isinstance(c.get(k), str)
                                               for k in ("system", "baseline")):
             problems.append(f"comparison {i + 1} needs 'system' and 'baseline' method labels")
-        elif c.get("expect", "better") not in ("better", "worse"):
+        elif c.get("expect", "better") not in ("better", "worse", "not worse"):
             problems.append(f"comparison {i + 1}: expect is {c.get('expect')!r}, "
-                            f"not 'better' or 'worse'")
+                            f"not 'better', 'worse' or 'not worse'")
         else:
             comparisons.append(Comparison(str(c.get("id") or f"#{i + 1}"), c["system"],
                                           c["baseline"], c.get("expect", "better"),
@@ -126,13 +131,20 @@ def _verdict(sys_cell: Cell, base_cell: Cell | None, comp: Comparison, metric: s
     low, high = sorted((sign * result.low, sign * result.high))
     out = {"effect": sign * result.delta, "low": low, "high": high, "p_value": result.p_value,
            "seeds": result.seeds_a, "baseline_seeds": result.seeds_b}
-    expected = 1.0 if comp.expect == "better" else -1.0
+    expected = -1.0 if comp.expect == "worse" else 1.0
     directional = expected * out["effect"]
     if min(result.seeds_a, result.seeds_b) < min_seeds:
         verdict, reason = OPEN, (f"needs ≥ {min_seeds} seeds on both sides "
                                  f"(has {result.seeds_a} vs {result.seeds_b})")
     elif withheld:
         verdict, reason = OPEN, withheld
+    elif comp.expect == "not worse":
+        if low > -NEGLIGIBLE:
+            verdict, reason = HOLDS, f"the 95% interval lies above −{NEGLIGIBLE:g} points"
+        elif result.p_value < ALPHA and high < -NEGLIGIBLE:
+            verdict, reason = FAILS, f"p = {result.p_value:.3f}, worse by more than {NEGLIGIBLE:g} points"
+        else:
+            verdict, reason = OPEN, f"the 95% interval reaches below −{NEGLIGIBLE:g} points"
     elif result.p_value < ALPHA and directional > 0:
         verdict, reason = HOLDS, f"p = {result.p_value:.3f}, in the expected direction"
     elif result.p_value < ALPHA and directional < 0:
@@ -172,7 +184,8 @@ def findings_display(study: Study, table: pd.DataFrame) -> DisplayTable:
             f"examples. Holds: p < {ALPHA:g} in the expected direction with ≥ "
             f"{study.min_seeds} seeds on both sides. Does not hold: p < {ALPHA:g} in the "
             f"opposite direction, or the whole interval within ±{NEGLIGIBLE:g} points. "
-            f"Inconclusive: anything else, including fewer than {study.min_seeds} seeds.")
+            f"Inconclusive: anything else, including fewer than {study.min_seeds} seeds. "
+            f"\"Not worse\" holds when the whole interval lies above −{NEGLIGIBLE:g}.")
     title = f"Findings of {study.id}" + (f": {study.title}" if study.title else "")
     return DisplayTable(title, data, None, note, index=False)
 

@@ -27,6 +27,8 @@ def test_every_preset_in_one_grid_then_resume(tmp_path, ray_session, capsys):
 
     data = tiny_spec_dict(methods=list(METHODS), ratios=[2.0])
     data["storage"] = {"runs_dir": str(tmp_path / "runs")}
+    data["study"] = {"id": "T1", "claim": "seq_kd beats ft on this tiny grid",
+                     "comparisons": [{"id": "T1", "system": "seq_kd", "baseline": "ft", "expect": "better"}]}
     spec = parse_spec(data)
     run_dir = tmp_path / "runs" / "all"
     report = run(spec, run_dir=run_dir)
@@ -54,6 +56,7 @@ def test_every_preset_in_one_grid_then_resume(tmp_path, ray_session, capsys):
     assert f"[trial {len(METHODS)}/{len(METHODS)}" in out
     md = (run_dir / "report" / "report.md").read_text()
     assert all(f"| {m} " in md for m in METHODS) and report.exists()
+    assert "Findings of T1" in md and "needs ≥ 3 seeds" in md  # one seed: never a finding
 
     # same run again: stages reused, finished trials kept, nothing duplicated
     stored_before = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}

@@ -173,3 +173,23 @@ def test_a_malformed_study_is_reported_not_used():
         {"system": "jt", "baseline": "ft", "expect": "faster"}]})
     assert study is None and "'faster'" in problems[0]
     assert parse_study(None) == (None, [])
+
+
+def test_not_worse_is_a_non_inferiority_check():
+    """`expect: not worse` holds when the whole interval lies above −NEGLIGIBLE, fails when the
+    system is significantly worse by more than that, and is open otherwise."""
+    from types import SimpleNamespace
+
+    from reports.findings import FAILS, HOLDS, NEGLIGIBLE, OPEN, Comparison, _verdict
+
+    comp = Comparison("x", "a", "b", "not worse")
+
+    def verdict(delta, low, high, p):
+        result = SimpleNamespace(delta=delta, low=low, high=high, p_value=p, seeds_a=3, seeds_b=3)
+        cells = SimpleNamespace(compare=lambda s, b: result)
+        return _verdict(SimpleNamespace(scores=SimpleNamespace(seeds=3)), object(), comp, "bleu", cells, 3,
+                        None)["verdict"]
+
+    assert verdict(0.1, -NEGLIGIBLE / 2, 0.6, 0.7) == HOLDS
+    assert verdict(-2.0, -3.0, -1.0, 0.001) == FAILS
+    assert verdict(-0.4, -1.5, 0.7, 0.4) == OPEN

@@ -39,7 +39,7 @@ def test_parse_init_round_trips_its_label(text, expected):
 
 @pytest.mark.parametrize("bad", ["shrink", "shrink-every-third", "pretrained:", "Random", "distil"])
 def test_unknown_inits_name_the_allowed_ones(bad):
-    with pytest.raises(ValueError, match="allowed: random, random/width, random/depth, shrink-alternating, shrink-first-last, pretrained:"):
+    with pytest.raises(ValueError, match="allowed: random, random/width, random/depth, random/decoder-only, shrink-alternating, shrink-first-last, pretrained:"):
         parse_init(bad)
 
 
@@ -110,3 +110,20 @@ def test_pretrained_student_errors_are_clear(tok, tmp_path):
         make_student(parse_init(f"pretrained:{tmp_path / 'missing'}"), str(tmp_path / "teacher"), 2, seed=0)
     with pytest.raises(ValueError, match=r"compression ratio 1.00, not 4"):
         make_student(parse_init(f"pretrained:{tmp_path / 'teacher'}"), str(tmp_path / "teacher"), 4, seed=0)
+
+
+def test_a_decoder_only_student_is_sized_by_ratio_and_distils(tiny_artifacts):
+    """S1's student: GPT-2-style, the teacher's vocabulary, teacher/ratio parameters; word-level
+    KD from the encoder-decoder teacher (the cache's labels align with its target positions)."""
+    from bench.trial import worker_config
+    from bench.worker import distill
+
+    spec, art, _ = tiny_artifacts
+    import dataclasses
+
+    cfg = worker_config(spec.model_dump(mode="json"), dataclasses.asdict(art), task="d2t", method="word_kd",
+                        ratio=2.0, seed=0, student_init="random/decoder-only")
+    out = distill(cfg, 0, 1, torch.device("cpu"))
+    assert abs(out["realized_ratio"] - 2.0) <= 0.2 and 0 <= out["bleu"] <= 100
+    assert out["student_shape"]["encoder_layers"] == 0  # decoder-only
+    assert out["train"]["cached_teacher_rows"] > 0
