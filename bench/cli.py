@@ -55,7 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("spec", nargs="?")
     val.add_argument("--preset", default=None)
 
-    sub.add_parser("list", help="list built-in tasks, methods and presets")
+    exp = sub.add_parser("export", help="copy the best student of each task (chosen on dev, never on test) "
+                                        "with its model card")
+    exp.add_argument("run_dir", help="a run directory whose spec had storage.save_students: true")
+    exp.add_argument("--best", action="store_true", required=True, help="export the dev-best student per task")
+    exp.add_argument("--task", default=None, help="only this task")
+    exp.add_argument("--to", required=True, type=Path, help="target directory (one folder per task)")
+    exp.add_argument("--by", default="dev", choices=["dev", "dev_loss"], help="the dev criterion")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    exp.add_argument("--push-to-hub", default=None, metavar="REPO",
+                     help="also upload the export to this Hugging Face Hub repo (needs --task with several tasks)")
+
+    sub.add_parser("list", help="list built-in tasks, methods, presets and studies")
     return p
 
 
@@ -109,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "run" and args.tuned is not None:
-            from bench.runner import run
+            from bench.runner import RunStopped, run
             from bench.tune import load_tuned, tuned_cells, tuned_stage_spec
 
+            if args.study or args.resume:
+                raise SpecError("--tuned runs the configurations of a best.yaml; without --study, and resumed with "
+                                "the same command and --run-dir RUN_DIR (not --resume)")
             tuned = load_tuned(args.tuned)
             if not args.spec and not args.preset:  # the spec the configurations were tuned on
                 args.spec = tuned.get("spec")
@@ -119,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             cells = tuned_cells(spec, tuned, args.tuned)
             print(f"tuned configurations from {args.tuned} (tune run {tuned.get('tune_run')}): {len(cells)} cell(s)",
                   flush=True)
-            run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
-                cells=cells)
+            try:
+                run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
+                    cells=cells, allow_changed_spec=args.allow_changed_spec)
+            except RunStopped as err:
+                print(f"kdbench: stopped: {err}", file=sys.stderr)
+                return 3
         elif args.command == "run" and args.study:
             from bench.runner import RunStopped, run
             from bench.studies import load_study, study_names
@@ -161,6 +179,18 @@ def main(argv: list[str] | None = None) -> int:
             from bench.tune import tune
 
             tune(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose, out=args.out)
+        elif args.command == "export":
+            from bench.export import export_best, push_to_hub
+
+            try:
+                exported = export_best(args.run_dir, args.to, task=args.task, by=args.by, overwrite=args.overwrite)
+                if args.push_to_hub:
+                    if len(exported) > 1:
+                        raise ValueError(f"{len(exported)} tasks exported; push one at a time with --task")
+                    print(f"pushed to https://huggingface.co/{push_to_hub(exported[0], args.push_to_hub)}")
+            except (ValueError, OSError, ConnectionError) as err:
+                print(f"kdbench export: {str(err).splitlines()[0]}", file=sys.stderr)
+                return 1
         elif args.command == "validate":
             spec = _load(args)
             print(f"spec {spec.name!r} is valid: {len(spec.tasks)} task(s), {len(spec.ratios)} ratio(s), "

@@ -77,16 +77,23 @@ class LocalCluster:
         return {**self.env, "KDBENCH_CACHE_DIR": str(self.root / f"cache-node{i}")}
 
     def start(self) -> LocalCluster:
+        """Start the nodes (on failure, everything started so far is stopped again)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         common = [f"--num-cpus={self.cpus}", f"--object-store-memory={self.object_store_mb * 2**20}",
                   "--disable-usage-stats"]
         head = ["ray", "start", "--head", f"--port={self.port}", f"--temp-dir={self.root / 'ray'}",
                 "--include-dashboard=false", *common]
-        subprocess.run(head, check=True, capture_output=True, timeout=180, env=self.node_env(0))
+        _run(head, self.node_env(0))
         for i in range(1, self.nodes):
-            subprocess.run(["ray", "start", f"--address={self.address}", *common], check=True,
-                           capture_output=True, timeout=180, env=self.node_env(i))
+            _run(["ray", "start", f"--address={self.address}", *common], self.node_env(i))
         self._wait_for_nodes()
-        return self
 
     def _wait_for_nodes(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout
@@ -116,6 +123,12 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed: {(out.stderr or out.stdout).strip()[-800:]}")
 
 
 class ObjectStore:

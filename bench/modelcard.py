@@ -239,3 +239,33 @@ def _usage(row: Mapping[str, Any], seq2seq: bool) -> list[str]:
     if samples[0].get("output") is not None:
         lines += ["", f"On this input the student wrote: {samples[0]['output']!r}"]
     return lines
+
+
+def write_run_cards(run_dir, rows: list[Mapping[str, Any]]) -> int:
+    """A model card for every saved student of a run (`metrics.student_dir`), with the mean ±
+    CI over the seeds of its system; cards of students on an object store are uploaded beside
+    them. Returns how many were written."""
+    import tempfile
+
+    from bench.storage import Location
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    teachers = {r["task"]: r for r in ok if r.get("role") == "teacher"}
+    written = 0
+    for row in ok:
+        where = (row.get("metrics") or {}).get("student_dir")
+        if row.get("role") != "student" or not where:
+            continue
+        seeds = [r for r in ok if r.get("role") == "student" and r.get("system_hash") == row.get("system_hash")
+                 and r.get("system_hash")]
+        summary = seed_summary(seeds, card_metrics(row)) if len(seeds) > 1 else None
+        target = Location.of(where)
+        if target.is_local:
+            write_model_card(target.local_path, row, teachers.get(row["task"]), summary)
+        else:
+            with tempfile.TemporaryDirectory(prefix="kdbench-card-") as d:
+                Path(d, "config.json").write_bytes(target.join("config.json").read_bytes())
+                card = write_model_card(d, row, teachers.get(row["task"]), summary)
+                target.join("README.md").write_bytes(card.read_bytes())
+        written += 1
+    return written

@@ -214,6 +214,9 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
     from bench.results import STUDENTS_DIR, append_row, read_rows, write_references
     from reports import build_report
 
+    from bench.tracking import check_tracking, tune_callbacks
+
+    check_tracking(spec.tracking)  # a missing tracking backend fails before any work
     run_dir = Location.of(run_dir) if run_dir is not None else new_run_dir(spec)
     store_root = artifacts_dir(spec)
     for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)):
@@ -252,22 +255,46 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
 
     context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions}
+    tracking_dir = run_dir.local_path if run_dir.is_local else Path.cwd() / "kdbench-tracking" / run_dir.name
+    trackers = tune_callbacks(spec.tracking, tracking_dir, verbose=verbose,
+                              shared_params={"student_train": spec.student_train.model_dump(),
+                                             "spec_name": spec.name})
     stopped = run_grid(spec, run_dir, context, verbose=verbose, on_progress=lambda: build_report([run_dir]),
-                       cells=cells)
+                       cells=cells, callbacks=trackers)
     if stopped:
         raise RunStopped(f"{stopped}; every row written so far is kept: once the run dir is writable again, "
                          f"finish the grid with `kdbench run --resume {run_dir}`")
     t2 = time.time()
     profile_run(run_dir, read_rows(run_dir, profiles=False), artifacts, spec,
                 say=lambda m: print(m, flush=True))
-    if not spec.storage.save_students:
+    if spec.storage.save_students:
+        from bench.modelcard import write_run_cards
+
+        print(f"model cards: {write_run_cards(run_dir, read_rows(run_dir))} saved student(s)", flush=True)
+    else:
         run_dir.join(STUDENTS_DIR).delete()
     print(f"profiles done in {time.time() - t2:.1f}s", flush=True)
     meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
     _write_meta(run_dir, meta)
     report = build_report([run_dir])
+    if spec.tracking.mlflow is not None:
+        print(f"report logged to MLflow run {_log_report(spec, tracking_dir, run_dir)}", flush=True)
     print(f"report: {report}", flush=True)
     return report
+
+
+def _log_report(spec: Spec, tracking_dir: Path, run_dir: Location) -> str | None:
+    """The report folder as an MLflow artifact (a local copy first when the run dir is remote)."""
+    import tempfile
+
+    from bench.tracking import log_report
+
+    report_dir = run_dir.join("report")
+    if report_dir.is_local:
+        return log_report(spec.tracking, tracking_dir, report_dir.local_path)
+    with tempfile.TemporaryDirectory(prefix="kdbench-report-") as d:
+        report_dir.download_dir(Path(d))
+        return log_report(spec.tracking, tracking_dir, d)
 
 
 def check_storage(run_dir: Location, store_root: Location, spec: Spec) -> None:

@@ -120,11 +120,18 @@ def tensorboard_dir(spec: TrackingSpec, run_dir: Path | str) -> Path | None:
 
 def trial_label(config: dict[str, Any], fallback: str) -> str:
     """`task|method|r<ratio>|s<seed>` (+ init when not random) for a kdbench grid config."""
+    config = trial_config(config)
     if not {"task", "method", "ratio", "seed"} <= config.keys():
         return fallback
     label = f"{config['task']}|{config['method']}|r{config['ratio']:g}|s{config['seed']}"
     init = config.get("student_init", "random")
     return label if init == "random" else f"{label}|{init}"
+
+
+def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's own config (the grid passes it as {"trial": {...}})."""
+    inner = config.get("trial")
+    return inner if isinstance(inner, dict) else config
 
 
 def tune_callbacks(spec: TrackingSpec, run_dir: Path | str,
@@ -221,7 +228,7 @@ def _mlflow_callback_cls():
                 name = trial_label(trial.config, str(trial))
                 tags = {**self.tags, "trial_name": str(trial), "kdbench.trial": name}
                 self._trial_runs[trial] = self.mlflow_util.start_run(tags=tags, run_name=name).info.run_id
-                params = {**_flat(self.shared_params, "spec/"), **trial.config}
+                params = {**_flat(self.shared_params, "spec/"), **_flat(trial_config(trial.config))}
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=params)
 
         def log_trial_result(self, iteration, trial, result):
@@ -268,7 +275,7 @@ def _tbx_callback_cls():
         def _try_log_hparams(self, trial, result):
             from tensorboardX.summary import hparams
 
-            params = {k: v for k, v in _flat({**_flat(self.shared_params, "spec/"), **trial.config}).items()
+            params = {k: v for k, v in _flat({**_flat(self.shared_params, "spec/"), **trial_config(trial.config)}).items()
                       if isinstance(v, (str, bool, int, float))}
             writer = self._trial_writer[trial].file_writer
             for summary in hparams(hparam_dict=params, metric_dict=result):

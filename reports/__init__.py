@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.storage import Location
 
 from reports.content import REPORT_DIR, collect
+from reports.harness import write_results_json
 from reports.html_page import write_html
 from reports.latex import write_latex
 from reports.markdown import write_markdown
@@ -54,6 +55,7 @@ def _build(dirs: list, out: Path) -> Path:
     content.frame.to_csv(out / "results.csv", index=False)
     content.frame.to_parquet(out / "results.parquet", index=False)
     seed_summary(content.frame).to_csv(out / "summary.csv", index=False)
+    write_results_json(content.frame, out / "results.json", content.runs[0])  # lm-evaluation-harness shape
     write_markdown(content, out / "report.md")
     write_latex(content, out / "tables.tex")
     return write_html(content, out / "report.html")

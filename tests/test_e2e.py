@@ -85,7 +85,13 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
     data["student_inits"] = ["random", "shrink-alternating"]
     data["resources"] = {"num_workers": 2, "cpus_per_worker": 0.99}
     data["storage"] = {"runs_dir": str(tmp_path / "runs"), "save_students": True}
+    data["student_train"]["dev_every"] = 2  # a learning curve of several points for the trackers
+    data["tracking"] = {"mlflow": {"tracking_uri": f"file://{tmp_path / 'mlruns'}", "experiment": "e2e"},
+                        "tensorboard": {"log_dir": "tb"}}
     run_dir = tmp_path / "runs" / "custom"
+    import os
+
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 refuses its file store otherwise
     report = run(parse_spec(data), run_dir=run_dir)
     rows = {r["student_init"] if r["role"] == "student" else r["role"]: r for r in read_rows(run_dir)}
     assert rows["teacher"]["status"] == "ok" and rows["teacher"]["task"] == "headlines"
@@ -102,3 +108,31 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
     assert failed["trial_key"].startswith("headlines|student|joint_teaching|shrink-alternating|r2|s0|")
     html = report.read_text()
     assert "cannot shrink the teacher" in html and "rougeL" in html
+
+    # tracking: read back with MLflow's client and TensorBoard's event reader
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    client = MlflowClient(tracking_uri=f"file://{tmp_path / 'mlruns'}")
+    experiment = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([experiment.experiment_id])
+    trial_runs = [r for r in runs if r.data.tags.get("kdbench.role") != "report"]
+    assert trial_runs and all(r.data.params["method"] == "joint_teaching" for r in trial_runs)
+    assert {r.data.params["student_init"] for r in trial_runs} == {"random", "shrink-alternating"}
+    trained = next(r for r in trial_runs if r.data.params["student_init"] == "random")
+    history = client.get_metric_history(trained.info.run_id, "dev_loss")
+    assert len(history) >= 2  # the learning curve, not just the final numbers
+    report_run = next(r for r in runs if r.data.tags.get("kdbench.role") == "report")
+    assert "report/report.html" in {a.path for a in client.list_artifacts(report_run.info.run_id, "report")}
+    events = [p for p in (run_dir / "tb").rglob("events.out.tfevents*")]
+    assert events
+    acc = EventAccumulator(str(events[0].parent)).Reload()
+    assert any("dev_loss" in tag for tag in acc.Tags()["scalars"])
+
+    # the saved student: a model card, and `kdbench export` picks the dev-best student per task
+    card = (Path(ok["metrics"]["student_dir"]) / "README.md").read_text()
+    assert card.startswith("---") and "joint_teaching" in card
+    assert main(["export", str(run_dir), "--best", "--to", str(tmp_path / "export")]) == 0
+    exported = load_model(str(tmp_path / "export" / "headlines"))
+    assert sum(p.numel() for p in exported.parameters()) == ok["params"]
+    assert (run_dir / "report" / "results.json").exists()
