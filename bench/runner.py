@@ -30,7 +30,7 @@ def artifacts_dir(spec: Spec) -> Location:
 
 SPEC_FILE = "spec.yaml"
 # spec fields that change where and how a run goes, never what its trials compute
-NOT_RESULTS = ("storage", "tracking", "resources.max_concurrent_trials", "resources.stage_cpus",
+NOT_RESULTS = ("storage", "tracking", "resources.max_concurrent_trials", "resources.stage_cpus", "resources.autoscale",
                "resources.max_failures")
 
 

@@ -5,6 +5,9 @@ and methods are checked against their registries, and errors list what is allowe
 """
 from __future__ import annotations
 
+import math
+import re
+import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -29,8 +32,73 @@ class SpecError(ValueError):
     """A spec that cannot run; the message names the field, the value and what is allowed."""
 
 
+VALUE_CHARS = 80  # a value shown in an error message is cut to about this many characters
+MAX_PROBLEMS = 20  # problems listed per invalid spec (then "… and N more")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def short(value: Any, limit: int = VALUE_CHARS) -> str:
+    """`repr(value)` cut to about `limit` characters: long strings show their start and length,
+    long lists their first items and count, large mappings their keys — never a whole spec."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):  # its start and its end (a path's file name), then its length
+        keep = max(8, limit - 24)
+        return repr(value[: keep * 2 // 3] + "…" + value[-(keep // 3):]) + f" ({len(value):,} chars)"
+    if isinstance(value, dict):
+        keys = ", ".join(short(k, 20) for k in list(value)[:6])
+        return f"{{a mapping of {len(value)} keys: {keys}{', …' if len(value) > 6 else ''}}}"
+    if isinstance(value, (list, tuple)):
+        shown: list[str] = []
+        for item in value:
+            piece = short(item, 24)
+            if sum(len(x) + 2 for x in shown) + len(piece) > limit - 16:
+                break
+            shown.append(piece)
+        return f"[{', '.join(shown)}, … ({len(value):,} items)]"
+    return text[: limit - 1] + "…"
+
+
+def _cut(text: str, limit: int) -> str:
+    """A message kept to one line of at most `limit` characters (a backstop: messages should
+    show values with `short` already)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _takes_float(annotation) -> bool:
+    """Whether a field is a float (or float | None, or list[float])."""
+    if annotation is float:
+        return True
+    args = typing.get_args(annotation)
+    return typing.get_origin(annotation) is list and args == (float,) or (
+        float in args and all(a in (float, type(None)) for a in args))
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every spec model: unknown keys forbidden, numbers strict — an integer field takes
+    integers only (not `true`, `"400"` or `400.0`), a float field any finite number (NaN and
+    infinities are refused everywhere), also written as a string such as `1e-3` (YAML 1.1,
+    which PyYAML reads, has no float without a dot: `1e-3` arrives as a string)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numeric_strings(cls, data):
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            value = out.get(name)
+            if not _takes_float(field.annotation):
+                continue
+            if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+                out[name] = float(value)
+            elif isinstance(value, list):
+                out[name] = [float(v) if isinstance(v, str) and _NUMBER.fullmatch(v.strip()) else v for v in value]
+        return out
 
 
 class Sizes(Strict):
@@ -110,15 +178,38 @@ class TeacherSpec(Strict):
         if len(given) > 1:
             raise ValueError(f"give at most one of checkpoint, pretrained (got both: {self.checkpoint!r}, "
                              f"{self.pretrained!r})")
-        if given and "model" in self.model_fields_set:
+        if given and "model" in self.model_fields_set and self.model != ModelSpec():  # (a stored spec has it)
             raise ValueError(f"teacher.model describes a teacher built from scratch; with {given[0]} the "
                              f"architecture comes from {getattr(self, given[0])!r} — remove one of them")
+        if given:
+            problem = missing_local_model(self.source)
+            if problem:
+                raise _error_at("TeacherSpec", (given[0],), problem, self.source)
         return self
 
     @property
     def source(self) -> str | None:
         """The pretrained model or checkpoint the teacher comes from (None: built from scratch)."""
         return self.checkpoint or self.pretrained
+
+
+def _looks_local(name: str) -> bool:
+    """A path, not a Hub name: it exists here, or is written as one (/…, ./…, ../…, ~…)."""
+    return Path(name).expanduser().exists() or name.startswith(("/", "./", "../", "~"))
+
+
+def missing_local_model(name: str) -> str | None:
+    """Why `name`, a model given by local path, cannot be loaded (None: fine, or a Hub name —
+    those are looked up when the model is loaded, which may need the network)."""
+    if not _looks_local(name):
+        return None
+    path = Path(name).expanduser()
+    if not path.exists():
+        return ("this local path does not exist (relative paths are read from the current directory; a Hub "
+                "name such as org/model is checked only when the model is loaded)")
+    if not (path / "config.json").is_file():
+        return "this local path is not a model directory written by save_pretrained (no config.json in it)"
+    return None
 
 
 def _check_bleu_tokenize(v: str | None) -> str | None:
@@ -132,10 +223,36 @@ def _check_bleu_tokenize(v: str | None) -> str | None:
 def _error_at(model: str, loc: tuple, message: str, value) -> ValidationError:
     """A validation error located at `loc` inside `model` (a plain ValueError would point at the
     whole model)."""
+    return _errors_at(model, [(loc, message, value)])
+
+
+def _errors_at(model: str, problems: list[tuple[tuple, str, Any]], kind: str = "value_error") -> ValidationError:
+    """Several located errors at once ((loc, message, value) each). `kind="located"`: each message
+    is a whole line already, path and value included (bench.distill.declare writes them so)."""
     from pydantic_core import InitErrorDetails, PydanticCustomError
 
     return ValidationError.from_exception_data(model, [InitErrorDetails(
-        type=PydanticCustomError("value_error", "{message}", {"message": message}), loc=loc, input=value)])
+        type=PydanticCustomError(kind, "{message}", {"message": message}), loc=loc, input=value)
+        for loc, message, value in problems])
+
+
+def _repeated(values: list) -> list:
+    """The values that appear more than once, in order of first repetition (2 and 2.0 are one)."""
+    seen: set = set()
+    out: dict = {}
+    for v in values:
+        if v in seen:
+            out.setdefault(v, None)
+        seen.add(v)
+    return list(out)
+
+
+def _once(values: list, what: str, show=short) -> None:
+    """ValueError naming the repeated values of a list that must not repeat any."""
+    repeated = _repeated(values)
+    if repeated:
+        raise ValueError(f"{', '.join(show(v) for v in repeated[:5])} appear{'s' if len(repeated) == 1 else ''} "
+                         f"more than once; each {what} may appear once")
 
 
 def _located(model: str, err, value, prefix: tuple = ()) -> ValidationError:
@@ -221,8 +338,8 @@ class CustomTaskSpec(DataLocation):
     validation/test rows. Missing fields, empty targets, non-text values, an empty split or sizes
     larger than the data fail before any training, naming the split, file and row."""
 
-    source_field: str = Field(min_length=1)
-    target_field: str = Field(min_length=1)
+    source_field: str = Field(min_length=1, description="the column holding each example's input text")
+    target_field: str = Field(min_length=1, description="the column holding each example's target text")
     references_field: str | None = None
     prompt: str = ""
     metric: str = "bleu"
@@ -250,7 +367,7 @@ class TaskEntry(Strict):
     """One task of the spec: a registered task (built-in `d2t`, `qg`; Hub `xsum`, `squad_qg`,
     `art`; `shakespeare` from a local copy) with optional overrides, or a `custom` task."""
 
-    name: str
+    name: str = Field(description="a registered task (`kdbench list`) or, with `custom:`, your own task's name")
     data: DataSpec | None = None  # registered dataset tasks: read a local copy / another Hub id
     custom: CustomTaskSpec | None = None  # a task of your own (then `name` is yours to choose)
     sizes: Sizes = Sizes()
@@ -260,7 +377,7 @@ class TaskEntry(Strict):
     max_target_tokens: int | None = Field(None, ge=4)
     bleu_tokenize: str | None = None  # override sacreBLEU's tokenizer for BLEU (`none`: pre-tokenized text)
     teacher: TeacherSpec = TeacherSpec()
-    data_seed: int = 0
+    data_seed: int = Field(0, ge=0, lt=2**32)
 
     @field_validator("bleu_tokenize")
     @classmethod
@@ -297,17 +414,17 @@ class TaskEntry(Strict):
         from tasks.base import SettingError
 
         if self.custom is None and self.name not in task_names():
-            raise _error_at("TaskEntry", ("name",), f"unknown task {self.name!r}; allowed: "
+            raise _error_at("TaskEntry", ("name",), f"unknown task; allowed: "
                             f"{', '.join(task_names())} (or define your own with `custom:`)", self.name)
         if self.custom is not None:
             import re
 
             if self.name in task_names():
-                raise _error_at("TaskEntry", ("name",), f"{self.name!r} is a registered task; give your custom "
-                                f"task another name", self.name)
+                raise _error_at("TaskEntry", ("name",), "is a registered task; give your custom task another name",
+                                self.name)
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", self.name):
-                raise _error_at("TaskEntry", ("name",), f"custom task name {self.name!r} must start with a letter "
-                                f"and use only letters, digits, '_', '.', '-'", self.name)
+                raise _error_at("TaskEntry", ("name",), "a custom task name must start with a letter and use only "
+                                "letters, digits, '_', '.', '-'", self.name)
             for key in ("data", "filters", "prompt", "max_source_tokens", "max_target_tokens", "bleu_tokenize"):
                 if getattr(self, key) is not None:
                     raise _error_at("TaskEntry", (key,), f"a custom task sets {key} inside `custom:` (allowed "
@@ -388,6 +505,21 @@ class EvalSpec(Strict):
     bertscore_model: str | None = None  # a local BERTScore model directory; None = no BERTScore
     bertscore_num_layers: int | None = Field(None, ge=1)
 
+    @field_validator("bertscore_model")
+    @classmethod
+    def _local_bertscore_model(cls, v: str | None) -> str | None:
+        from bench.evaluate import check_bertscore_model
+
+        if v is not None:
+            try:
+                check_bertscore_model(v)
+            except FileNotFoundError:
+                raise ValueError("not a local BERTScore model directory (no config.json in it; kdbench never "
+                                 "downloads scoring models): download one where there is network (e.g. "
+                                 "`huggingface-cli download roberta-large --local-dir DIR`), make DIR readable on "
+                                 "every node and give it here, or leave bertscore_model out (no BERTScore)") from None
+        return v
+
 
 class Resources(Strict):
     device: Literal["cpu", "cuda"] = "cpu"
@@ -397,6 +529,9 @@ class Resources(Strict):
     max_concurrent_trials: int | None = Field(None, ge=1)
     max_failures: int = Field(1, ge=0)  # Train restarts of a failed worker group, from its last checkpoint
     stage_cpus: float | None = Field(None, gt=0)  # per task's stage job; default: CPUs / tasks
+    # the cluster's autoscaler can add GPU nodes; trials wait for them (else device: cuda needs the
+    # cluster to have the GPUs when the run starts)
+    autoscale: bool = False
 
     @model_validator(mode="after")
     def _bf16_needs_cuda(self) -> Resources:
@@ -416,13 +551,19 @@ class Storage(Strict):
     save_students: bool = False  # keep every trained student (save_pretrained) in RUN_DIR/students/
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+Seed = typing.Annotated[int, Field(ge=0, lt=2**32)]  # numpy's seed range
+
+
 class Spec(Strict):
-    name: str = "experiment"
-    tasks: list[TaskEntry] = Field(min_length=1)
-    ratios: list[float] = Field(min_length=1)
+    name: str = "experiment"  # names the run directory: runs_dir/<name>-<timestamp> (see RUN_NAME)
+    tasks: list[TaskEntry] = Field(min_length=1, description="a list of tasks such as [{name: d2t}]; `kdbench list` "
+                                                             "shows them")
+    ratios: list[float] = Field(min_length=1, description="a list of compression ratios > 1")
     custom_methods: list[dict[str, Any]] = []  # methods declared here (bench/distill/declare.py)
-    methods: list[str] = Field(min_length=1)
-    seeds: list[int] = Field([0], min_length=1)
+    methods: list[str] = Field(min_length=1, description="a list of KD methods: presets (`kdbench list` shows "
+                                                         "them) or names declared in custom_methods")
+    seeds: list[Seed] = Field([0], min_length=1)
     student_inits: list[str] = Field(["random"], min_length=1)  # see bench/student_init.py
     tokenizer: TokenizerSpec = TokenizerSpec()
     student_train: TrainSpec = TrainSpec()
@@ -435,6 +576,14 @@ class Spec(Strict):
     search: dict[str, Any] | None = None  # search spaces of `kdbench tune` (bench/search.py)
     study: dict[str, Any] | None = None  # a study's claims (bench/studies.py): what the Findings test
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not RUN_NAME.fullmatch(v):
+            raise ValueError("must be 1 to 64 letters, digits, '_', '.', '-', not starting with '.' or '-' (no "
+                             "path separators): it names the run directory inside storage.runs_dir")
+        return v
+
     @field_validator("teacher_cache", mode="before")
     @classmethod
     def _cache_off(cls, v):
@@ -445,9 +594,17 @@ class Spec(Strict):
     @field_validator("ratios")
     @classmethod
     def _ratios_compress(cls, v: list[float]) -> list[float]:
-        for r in v:
-            if r <= 1:
-                raise ValueError(f"compression ratio {r} must be > 1 (teacher params / student params)")
+        small = [(i, r) for i, r in enumerate(v) if r <= 1]
+        if small:
+            raise _errors_at("Spec", [((i,), f"compression ratio {r:g} must be > 1 (teacher params / student "
+                                             f"params)", r) for i, r in small])
+        _once(v, "ratio", lambda r: f"{r:g}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        _once(v, "seed")
         return v
 
     @field_validator("custom_methods")
@@ -455,21 +612,44 @@ class Spec(Strict):
     def _valid_custom_methods(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from bench.distill.declare import method_from_dict
 
-        names = [method_from_dict(d).name for d in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"each custom method name may appear once; got {names}")
+        problems, names = [], []
+        for i, data in enumerate(v):
+            try:
+                names.append(method_from_dict(data).name)
+            except ValueError as err:
+                problems.append(((i,), str(err), data))
+        if problems:  # every method's first problem at once, each a whole line
+            raise _errors_at("Spec", problems, kind="located")
+        _once(names, "custom method name")
+        _finite_everywhere(v)
         return v
 
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str], info: ValidationInfo) -> list[str]:
         from bench.distill.declare import resolve_method
+        from bench.distill.methods import METHODS
 
-        for m in v:
+        declared = info.data.get("custom_methods")
+        problems = []
+        for i, m in enumerate(v):
+            if declared is None and m not in METHODS:
+                continue  # custom_methods is invalid (reported): `m` may be declared there
             try:
-                resolve_method(m, info.data.get("custom_methods"))
-            except KeyError as err:
-                raise ValueError(err.args[0]) from None
+                resolve_method(m, declared)
+            except KeyError:
+                custom = [d.get("name") for d in declared or []]
+                problems.append(((i,), f"unknown method; allowed: {', '.join([*METHODS, *custom])}", m))
+        if problems:
+            raise _errors_at("Spec", problems)
+        _once(v, "method")
+        return v
+
+    @field_validator("search", "study")
+    @classmethod
+    def _finite_blocks(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            _finite_everywhere(v)
         return v
 
     def method(self, name: str):
@@ -481,20 +661,27 @@ class Spec(Strict):
     @field_validator("student_inits")
     @classmethod
     def _known_inits(cls, v: list[str]) -> list[str]:
-        from bench.student_init import parse_init
+        from bench.student_init import ALLOWED, parse_init
 
-        for text in v:
-            parse_init(text)
-        if len(set(v)) != len(v):
-            raise ValueError(f"each student init may appear once; got {v}")
+        problems = []
+        for i, text in enumerate(v):
+            try:
+                init = parse_init(text)
+            except ValueError:
+                problems.append(((i,), f"unknown student init; allowed: {', '.join(ALLOWED)}", text))
+                continue
+            missing = missing_local_model(init.source) if init.kind == "pretrained" else None
+            if missing:
+                problems.append(((i,), f"pretrained student: {missing}", text))
+        if problems:
+            raise _errors_at("Spec", problems)
+        _once(v, "student init")
         return v
 
     @field_validator("tasks")
     @classmethod
     def _unique_tasks(cls, v: list[TaskEntry]) -> list[TaskEntry]:
-        names = [t.name for t in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"each task may appear once; got {names}")
+        _once([t.name for t in v], "task")
         return v
 
     @model_validator(mode="after")
@@ -524,36 +711,220 @@ class Spec(Strict):
         return next(t for t in self.tasks if t.name == name)
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid spec {source}:"]
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        value = e.get("input")
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {path}: unknown key (value {value!r}); check spelling against the README")
+def _finite_everywhere(value: Any) -> None:
+    """Refuse NaN and infinities anywhere inside a free-form block (search, study, custom methods),
+    naming where."""
+    bad: list[tuple[tuple, float]] = []
+
+    def walk(x, loc):
+        if isinstance(x, float) and not math.isfinite(x):
+            bad.append((loc, x))
+        elif isinstance(x, dict):
+            for k, item in x.items():
+                walk(item, loc + (str(k),))
+        elif isinstance(x, list):
+            for i, item in enumerate(x):
+                walk(item, loc + (i,))
+
+    walk(value, ())
+    if bad:
+        raise _errors_at("Spec", [(loc, "must be a finite number (NaN and infinities are not allowed)", x)
+                                  for loc, x in bad])
+
+
+# ---------------------------------------------------------------------------- error messages
+
+def _strip(annotation):
+    """X from X | None and Annotated[X, ...]."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _strip(typing.get_args(annotation)[0])
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if type(None) in typing.get_args(annotation) and len(args) == 1:
+        return _strip(args[0])
+    return annotation
+
+
+def _walk(loc: tuple) -> tuple[Any, Any]:
+    """(type, pydantic FieldInfo) of the spec's field at `loc`; (None, None) where `loc` leaves
+    the models (free-form blocks, union member tags)."""
+    ann: Any = Spec
+    info = None
+    for part in loc:
+        ann = _strip(ann)
+        origin = typing.get_origin(ann)
+        if origin is list and isinstance(part, int):
+            ann, info = typing.get_args(ann)[0], None
+        elif origin is dict and isinstance(part, str):
+            ann, info = typing.get_args(ann)[1], None
+        elif isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
+            info = ann.model_fields[part]
+            ann = info.annotation
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {path} = {value!r}: {msg}")
+            return None, None
+    return _strip(ann), info
+
+
+_KIND = {"string_type": "a string", "list_type": "a list", "int_type": "an integer", "float_type": "a number",
+         "bool_type": "true or false", "dict_type": "a mapping", "model_type": "a mapping", "none_required": "null"}
+
+
+def _problem(e: dict) -> str:
+    """What is wrong with the value of one pydantic error, and what is allowed, in words."""
+    kind, value, ctx = e["type"], e.get("input"), e.get("ctx") or {}
+    what = {bool: "a boolean", str: "a string", float: "a decimal", type(None): "null"}.get(type(value))
+    if kind == "int_type":
+        hint = f" (write {int(value)})" if isinstance(value, float) and value.is_integer() else \
+            " (write it without quotes)" if isinstance(value, str) and value.strip().lstrip("-").isdigit() else ""
+        return f"must be an integer{', not ' + what if what else ''}{hint}"
+    if kind == "float_type":
+        return f"must be a number{', not ' + what if what else ''}"
+    if kind == "finite_number":
+        return "must be a finite number (NaN and infinities are not allowed)"
+    if kind == "bool_type":
+        return "must be true or false"
+    if kind == "string_type":
+        return f"must be a string, not {what or type(value).__name__}"
+    if kind in ("list_type", "dict_type"):
+        return f"must be {_KIND[kind]}"
+    if kind == "model_type":
+        ann, _ = _walk(e["loc"])
+        keys = f" with keys {', '.join(ann.model_fields)}" if isinstance(ann, type) and issubclass(ann, BaseModel) \
+            else ""
+        return f"must be a mapping{keys}"
+    if kind == "literal_error":
+        return f"not allowed; allowed: {ctx.get('expected', '')}".replace(" or ", ", ")
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "")
+        return f"must be {bounds[kind]} {limit}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
+    return _cut(e["msg"].removeprefix("Value error, "), 600)
+
+
+def _merged_unions(errors: list[dict]) -> list[dict]:
+    """One error per value where pydantic reports each member of a union (`loc` ends in a type tag)."""
+    out: list[dict] = []
+    for e in errors:
+        loc = e["loc"]
+        tagged = bool(loc) and isinstance(loc[-1], str) and _walk(loc) == (None, None) and \
+            _walk(loc[:-1]) != (None, None) and e["type"] in _KIND
+        prev = out[-1] if out else None
+        if tagged and prev is not None and prev.get("union") and prev["loc"] == loc[:-1] \
+                and prev["input"] is e.get("input"):
+            prev["kinds"].append(_KIND[e["type"]])
+        elif tagged:
+            out.append({"union": True, "loc": loc[:-1], "input": e.get("input"), "type": "union",
+                        "kinds": [_KIND[e["type"]]]})
+        else:
+            out.append(e)
+    return out
+
+
+def _line(e: dict) -> str:
+    path = ".".join(str(p) for p in e["loc"])
+    value = e.get("input")
+    kind = e["type"]
+    if kind == "located":  # a whole line already (custom methods: path, value and problem)
+        return "  " + _cut(e["msg"], 1000)
+    if kind == "extra_forbidden":
+        parent, _ = _walk(e["loc"][:-1])
+        allowed = f"allowed: {', '.join(parent.model_fields)}" if isinstance(parent, type) and \
+            issubclass(parent, BaseModel) else "check the spelling against the README"
+        return f"  {path}: unknown key (value {short(value)}); {allowed}"
+    if kind == "missing":
+        _, info = _walk(e["loc"])
+        description = getattr(info, "description", None)
+        return f"  {path}: required" + (f" ({description})" if description else "")
+    problem = "must be " + " or ".join(dict.fromkeys(e["kinds"])) if kind == "union" else _problem(e)
+    if not path:
+        return f"  {problem}"
+    if isinstance(value, dict) and len(repr(value)) > VALUE_CHARS:  # a whole block: the problem names its values
+        return f"  {path}: {problem}"
+    return f"  {path} = {short(value)}: {problem}"
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    """One line per problem — field path, value (cut to ~80 characters) and what is allowed."""
+    errors = _merged_unions(err.errors())
+    lines = [f"invalid spec {source}:", *(_line(e) for e in errors[:MAX_PROBLEMS])]
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"  … and {len(errors) - MAX_PROBLEMS} more")
     return "\n".join(lines)
 
 
 def parse_spec(data: dict, source: str = "<dict>") -> Spec:
+    if data is None:
+        raise SpecError(f"invalid spec {source}: it is empty (needs at least tasks, ratios and methods)")
     if not isinstance(data, dict):
-        raise SpecError(f"invalid spec {source}: top level must be a mapping, got {type(data).__name__}")
+        raise SpecError(f"invalid spec {source}: the top level must be a mapping of keys (name, tasks, ratios, "
+                        f"methods, …), got {type(data).__name__} {short(data)}")
     try:
         return Spec.model_validate(data)
     except ValidationError as err:
         raise SpecError(_format_errors(err, source)) from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, at: str, first: str):
+        super().__init__(f"key {key!r} at {at} repeats the one at {first}")
+        self.key, self.at, self.first = key, at, first
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in one mapping is an error (PyYAML keeps
+    the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, str] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` may be overridden by the mapping's own keys
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: the constructor itself reports it
+                mark = key_node.start_mark
+                where = f"line {mark.line + 1}, column {mark.column + 1}"
+                if first is not None:
+                    raise _DuplicateKey(key, where, first)
+                seen[key] = where
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A PyYAML error on one line: the problem and where (PyYAML's own text spans several lines)."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        context = f" ({err.context} at line {err.context_mark.line + 1})" if err.context and err.context_mark else ""
+        return f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}{context}"
+    return " ".join(str(err).split())
+
+
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"spec file not found: {path}")
+    if not path.is_file():
+        raise SpecError(f"spec {path} is not a file (give the path of a YAML file)")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - raw.rfind(b"\n", 0, err.start)
+        raise SpecError(f"spec {path} is not UTF-8 text: byte 0x{raw[err.start]:02x} at offset {err.start} "
+                        f"(line {line}, column {column}) cannot be decoded ({err.reason}); save the file as "
+                        f"UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as err:
+        raise SpecError(f"spec {path} {err.at}: key {short(err.key)} appears twice in one mapping (first at "
+                        f"{err.first}); each key may appear once") from None
     except yaml.YAMLError as err:
-        raise SpecError(f"spec {path} is not valid YAML: {err}") from None
+        raise SpecError(f"spec {path} is not valid YAML: {_yaml_problem(err)}") from None
     return parse_spec(data, str(path))
 
 

@@ -185,6 +185,8 @@ def _load_local(source: DataSource, task: str, cache: str):
     if source.files is None and os.path.isdir(source.path):  # a dataset directory: `datasets` finds the splits
         for p in _data_files(Path(source.path)):
             _check_not_empty(p, task)
+            if p.suffix.lower() != ".parquet":
+                _check_utf8(p, None, task)
         return _read(lambda: datasets.load_dataset(source.path, source.config, cache_dir=cache),
                      source.describe(), task)
     # files per split, read one split at a time: each may have its own columns, and an error names its files
@@ -193,6 +195,8 @@ def _load_local(source: DataSource, task: str, cache: str):
     for split, paths in files.items():
         for p in paths:
             _check_not_empty(Path(p), task)
+            if source.builder() != "parquet":
+                _check_utf8(Path(p), split, task)
         out[split] = _read(lambda split=split, paths=paths: datasets.load_dataset(
             source.builder(), data_files={split: list(paths)}, split=split, cache_dir=cache), ", ".join(paths), task)
     return out
@@ -222,6 +226,31 @@ def _check_not_empty(path: Path, task: str) -> None:
             empty = not any(line.strip() for line in fh)
     if empty:
         raise TaskDataError(f"task {task!r}: {path} is empty (no rows)")
+
+
+def _check_utf8(path: Path, split: str | None, task: str) -> None:
+    # `datasets` reads text files as UTF-8 and fails on other bytes late and vaguely (a bare
+    # UnicodeDecodeError while converting rows, or an Arrow error without file or line); name them.
+    try:
+        with open(path, encoding="utf-8") as fh:
+            while fh.read(1 << 20):
+                pass
+        return
+    except UnicodeDecodeError:
+        pass
+    offset = 0
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                where = f"split {split!r} file" if split else "file"
+                row = f"row {number - 1} after the header, " if path.suffix.lower() == ".csv" else ""
+                raise TaskDataError(
+                    f"task {task!r}: {where} {path} is not UTF-8 text: line {number} ({row}byte offset "
+                    f"{offset + err.start}) has byte 0x{line[err.start]:02x}, which cannot be decoded "
+                    f"({err.reason}); convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            offset += len(line)
 
 
 def _data_files(root: Path) -> list[Path]:

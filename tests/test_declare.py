@@ -35,12 +35,12 @@ def test_a_declared_method_equals_the_same_composition_in_code():
 
 @pytest.mark.parametrize("mutate,match", [
     (lambda d: d["sources"][0].update(orign="gold"), r"jt_replay\]\.sources\[0\]: unknown key\(s\) orign; allowed: origin"),
-    (lambda d: d["losses"][0].update(kind="kl"), r"losses\[0\]: unknown loss kind 'kl'; allowed: ce, word_kl"),
+    (lambda d: d["losses"][0].update(kind="kl"), r"losses\[0\]\.kind = 'kl': unknown loss kind; allowed: ce, word_kl"),
     (lambda d: d["sources"][1]["replay"].update(capacity=0), r"sources\[1\]\.replay: invalid replay buffer"),
     (lambda d: d.update(schedule={"kind": "cosine"}), r"schedule: needs kind, one of static, adaptive_sgo, alternate"),
     (lambda d: d.update(losses=[]), r"losses: a non-empty list is required"),
     (lambda d: d.update(name="ft"), "'ft' is a preset name"),
-    (lambda d: d["sources"][0].update(pts={"strategy": "beam", "k": 0}), r"sources\[0\]\.pts: invalid pseudo-target"),
+    (lambda d: d["sources"][0].update(pts={"strategy": "beam", "k": 0}), r"sources\[0\]\.pts\.k = 0: must be an integer >= 1"),
 ])
 def test_declared_method_errors_name_the_field(mutate, match):
     data = json.loads(json.dumps(JT_REPLAY))
@@ -55,7 +55,7 @@ def test_spec_methods_may_name_declared_methods_and_errors_list_them():
     spec = parse_spec(data)
     assert spec.method("jt_replay").sources[1].replay.capacity == 500
     data["methods"] = ["ft", "jt_replay2"]
-    with pytest.raises(SpecError, match=r"unknown method 'jt_replay2'; allowed: .*joint_teaching_mix, jt_replay"):
+    with pytest.raises(SpecError, match=r"methods\.1 = 'jt_replay2': unknown method; allowed: .*joint_teaching_mix, jt_replay"):
         parse_spec(data)
     data["methods"] = ["ft"]
     data["custom_methods"] = [{**JT_REPLAY, "losses": [{"kind": "jsd", "beta": 2}]}]

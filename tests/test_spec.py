@@ -86,12 +86,13 @@ def test_cli_validate_and_list(capsys):
 
 def test_student_inits_are_an_axis_checked_before_any_work():
     data = tiny_spec_dict()
-    data["student_inits"] = ["random", "shrink-first-last", "pretrained:/models/mine"]
+    data["student_inits"] = ["random", "shrink-first-last", "pretrained:org/mine"]  # a Hub name: checked at load
     assert parse_spec(data).student_inits == data["student_inits"]
     assert parse_spec(tiny_spec_dict()).student_inits == ["random"]
     msg = _error(lambda d: d.update(student_inits=["random", "shrink-every-third"]))
     assert "student_inits" in msg and "shrink-every-third" in msg
-    assert "allowed: random, random/width, random/depth, shrink-alternating, shrink-first-last, pretrained:<hub name or path>" in msg
+    assert ("allowed: random, random/width, random/depth, random/decoder-only, shrink-alternating, shrink-first-last, "
+            "pretrained:<hub name or path>") in msg
     assert "may appear once" in _error(lambda d: d.update(student_inits=["random", "random"]))
 
 

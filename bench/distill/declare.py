@@ -20,30 +20,89 @@ Every key is checked; an error names the method, the field and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import types
+import typing
 from typing import Any
 
-from bench.distill.methods import METHODS, AutoScale, LossTerm, Method, PTSpec, Source, get_method
+from bench.distill.methods import METHODS, AutoScale, FieldError, LossTerm, Method, PTSpec, Source, get_method
 from bench.distill.schedule import AdaptiveSGO, Alternate, Replay, StaticMix
+from bench.spec import short
 
 SCHEDULES = {"static": StaticMix, "adaptive_sgo": AdaptiveSGO, "alternate": Alternate}
 
 
+@functools.cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _expected(value: Any, hint: Any) -> str | None:
+    """None if `value` fits the type `hint`, else what would (in words). Booleans are not
+    numbers, and numbers must be finite."""
+    if hint is Any:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        wanted = [_expected(value, a) for a in args]
+        return None if None in wanted else " or ".join(dict.fromkeys(w for w in wanted if w))
+    if hint is type(None):
+        return None if value is None else "null"
+    if origin is typing.Literal:
+        return None if isinstance(value, str) and value in args else f"one of: {', '.join(map(str, args))}"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, tuple):
+            return "a list"
+        wrong = [(x, _expected(x, args[0])) for x in value]
+        wrong = [(x, w) for x, w in wrong if w]
+        return None if not wrong else f"a list, each {wrong[0][1]} ({short(wrong[0][0])} is not)"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return None if isinstance(value, hint) else "a mapping"
+    return None
+
+
 def _build(cls, data: Any, where: str, convert: dict[str, Any] | None = None):
-    """`cls(**data)` with errors that name `where`, the bad key and the allowed keys."""
+    """`cls(**data)` with errors that name `where`, the bad key, the value and what is allowed:
+    each value is checked against the field's type first (so a typo in a choice, a boolean for a
+    number or a NaN fails here, at declaration), then by the class's own `__post_init__`."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {data!r}")
+        raise ValueError(f"{where}: expected a mapping, got {short(data)}")
     allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(allowed))
+    unknown = sorted(set(data) - set(allowed), key=str)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
     kwargs = dict(data)
     for key, fn in (convert or {}).items():
         if key in kwargs:
             kwargs[key] = fn(kwargs[key], f"{where}.{key}")
+    failure: Exception | None = None
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
+    except FieldError as err:  # the class's own check, with its field: the most precise message
+        raise ValueError(f"{where}.{err.field} = {_shown(err.value)}: {err.problem}") from None
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from None
+        failure = err
+    for key, value in kwargs.items():  # what the class does not check itself (a boolean for a number, ...)
+        wanted = _expected(value, _hints(cls)[key])
+        if wanted:
+            raise ValueError(f"{where}.{key} = {_shown(value)}: must be {wanted}")
+    if failure is not None:
+        raise ValueError(f"{where}: {failure}") from None
+    return built
+
+
+def _shown(value: Any) -> str:
+    return short(list(value) if isinstance(value, tuple) else value)
 
 
 def _source(data: Any, where: str) -> Source:
@@ -56,7 +115,7 @@ def _source(data: Any, where: str) -> Source:
 
 def _schedule(data: Any, where: str):
     if not isinstance(data, dict) or data.get("kind") not in SCHEDULES:
-        raise ValueError(f"{where}: needs kind, one of {', '.join(SCHEDULES)}; got {data!r}")
+        raise ValueError(f"{where}: needs kind, one of {', '.join(SCHEDULES)}; got {short(data)}")
     return _build(SCHEDULES[data["kind"]], {k: v for k, v in data.items() if k != "kind"}, where)
 
 
@@ -75,9 +134,11 @@ def _loss(data: Any, where: str) -> LossTerm:
 
 def method_from_dict(data: Any, where: str = "custom_methods") -> Method:
     """A `Method` from its YAML form (see the module docstring)."""
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        raise ValueError(f"{where}: each custom method needs a name")
-    where = f"{where}[{data['name']}]"
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: each custom method is a mapping {{name, sources, losses, ...}}; got {short(data)}")
+    if not isinstance(data.get("name"), str) or not data["name"]:
+        raise ValueError(f"{where}: each custom method needs a name (a string); got {short(data.get('name'))}")
+    where = f"{where}[{short(data['name'], 40)[1:-1]}]"
     if data["name"] in METHODS:
         raise ValueError(f"{where}: {data['name']!r} is a preset name; choose another")
     for key in ("sources", "losses"):
@@ -100,7 +161,7 @@ def resolve_method(name: str, declared: list[dict] | None = None) -> Method:
         return get_method(name)
     except KeyError:
         custom = [d.get("name") for d in declared or []]
-        raise KeyError(f"unknown method {name!r}; allowed: {', '.join([*METHODS, *custom])}") from None
+        raise KeyError(f"unknown method {short(name)}; allowed: {', '.join([*METHODS, *custom])}") from None
 
 
 def method_to_dict(method: Method) -> dict[str, Any]:

@@ -7,8 +7,9 @@ preset of sources and weighted loss terms; adding one is one entry in `METHODS`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from bench.distill.losses import DIVERGENCES, CrossEntropy, build_divergence
 from bench.distill.relations import ATTENTION_SITES, HIDDEN_SITES, LEGACY, SITES, RelationKD
@@ -16,6 +17,45 @@ from bench.distill.schedule import AdaptiveSGO, Alternate, Replay, StaticMix
 
 TargetOrigin = Literal["gold", "teacher_pt", "student_pt"]
 InputSplit = Literal["labeled", "unlabeled"]
+PT_STRATEGIES = ("beam", "sample")
+
+
+# ---------------------------------------------------------------------------- validation helpers
+# (used by the dataclasses' __post_init__: a method is checked when declared, not in a trial)
+
+class FieldError(ValueError):
+    """A field of a method's building block that cannot be: `field` names it, `value` is what was
+    given and `problem` says what is allowed (bench.distill.declare prefixes the spec path)."""
+
+    def __init__(self, field: str, value, problem: str):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:79] + "…"
+        super().__init__(f"{field} = {shown}: {problem}")
+        self.field, self.value, self.problem = field, value, problem
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _number(name: str, v, ok, allowed: str, optional: bool = False) -> None:
+    """FieldError unless `v` is a finite int/float (not a boolean) with `ok(v)` (or None if `optional`)."""
+    if optional and v is None:
+        return
+    if not _is_number(v) or not ok(v):
+        raise FieldError(name, v, f"must be {allowed}")
+
+
+def _integer(name: str, v, ok, allowed: str, optional: bool = False) -> None:
+    if optional and v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or not ok(v):
+        raise FieldError(name, v, f"must be {allowed}")
+
+
+def _choice(name: str, v, allowed: tuple[str, ...]) -> None:
+    if not isinstance(v, str) or v not in allowed:
+        raise FieldError(name, v, f"not allowed; allowed: {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -35,9 +75,16 @@ class PTSpec:
     top_k: int = 0
 
     def __post_init__(self):
-        if self.k < 1 or self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-            raise ValueError(f"invalid pseudo-target spec {self}: need k >= 1, temperature > 0, "
-                             f"0 < top_p <= 1, top_k >= 0")
+        _choice("strategy", self.strategy, PT_STRATEGIES)
+        _integer("k", self.k, lambda v: v >= 1, "an integer >= 1")
+        _number("temperature", self.temperature, lambda v: v > 0, "a finite number > 0")
+        _number("top_p", self.top_p, lambda v: 0 < v <= 1, "a number in (0, 1]")
+        _integer("top_k", self.top_k, lambda v: v >= 0, "an integer >= 0 (0: no top-k truncation)")
+        if self.strategy == "beam":  # beam search would ignore them: refuse rather than drop silently
+            for name, default in (("temperature", 1.0), ("top_p", 1.0), ("top_k", 0)):
+                if getattr(self, name) != default:
+                    raise FieldError(name, getattr(self, name), f"applies to strategy 'sample' only (beam search "
+                                     f"ignores it); leave it at {default} or use strategy: sample")
 
     def generate_kwargs(self, num_beams: int = 1) -> dict:
         """Arguments of `bench.generation.generate_ids` that decode this way (`num_beams`:
@@ -85,8 +132,26 @@ class Source:
         return step >= self.start * total_steps
 
     def __post_init__(self):
+        _choice("origin", self.origin, get_args(TargetOrigin))
+        splits = get_args(InputSplit)
+        if not isinstance(self.inputs, tuple) or not self.inputs:
+            raise FieldError("inputs", self.inputs, f"must be a non-empty list of: {', '.join(splits)}")
+        bad = [x for x in self.inputs if not isinstance(x, str) or x not in splits]
+        if bad:
+            raise FieldError("inputs", list(self.inputs), f"{bad[0]!r} is not an input split; allowed: "
+                                                          f"{', '.join(splits)}")
+        if len(set(self.inputs)) != len(self.inputs):
+            raise FieldError("inputs", list(self.inputs), "each split may appear once")
+        _number("weight", self.weight, lambda v: v >= 0, "a finite number >= 0 (the source's share of each batch)")
+        _number("start", self.start, lambda v: 0 <= v < 1, "a number in [0, 1) (the fraction of training before "
+                                                           "the source joins)")
+        if not isinstance(self.pts, PTSpec):
+            raise FieldError("pts", self.pts, "must be a pseudo-target spec {strategy, k, temperature, top_p, top_k}")
+        if self.replay is not None and not isinstance(self.replay, Replay):
+            raise FieldError("replay", self.replay, "must be a replay buffer {capacity, share} or null")
         if self.origin == "gold" and self.inputs != ("labeled",):
-            raise ValueError("gold targets exist only for the labeled split")
+            raise FieldError("inputs", list(self.inputs), "gold targets exist only for the labeled split: use "
+                                                          "[labeled]")
         if self.origin == "student_pt" and self.pts.k != 1:
             raise ValueError(f"a student writes one pseudo-target per input and step; got k={self.pts.k}")
         if self.replay is not None and self.origin != "student_pt":
@@ -123,12 +188,19 @@ class LossTerm:
     sites: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        allowed = ["ce", "word_kl", *DIVERGENCES, *RELATION_KINDS]
-        if self.kind not in allowed:
-            raise ValueError(f"unknown loss kind {self.kind!r}; allowed: {', '.join(allowed)}")
-        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not self.weight > 0 \
-                or self.weight == float("inf"):
-            raise ValueError(f"loss weight must be a finite number > 0, got {self.weight!r}")
+        allowed = ("ce", "word_kl", *DIVERGENCES, *RELATION_KINDS)
+        if not isinstance(self.kind, str) or self.kind not in allowed:
+            raise FieldError("kind", self.kind, f"unknown loss kind; allowed: {', '.join(allowed)}")
+        if not _is_number(self.weight) or not self.weight > 0:
+            raise FieldError("weight", self.weight, "loss weight must be a finite number > 0")
+        _number("temperature", self.temperature, lambda v: v > 0, "a finite number > 0")
+        for name in ("beta", "alpha", "teacher_top_p"):
+            _number(name, getattr(self, name), lambda v: True, "a finite number or null", optional=True)
+        _integer("teacher_top_k", self.teacher_top_k, lambda v: v >= 1, "an integer >= 1 or null", optional=True)
+        _integer("relation_heads", self.relation_heads, lambda v: v >= 1, "an integer >= 1 or null", optional=True)
+        if self.sites is not None and (not isinstance(self.sites, tuple)
+                                       or not all(isinstance(x, str) for x in self.sites)):
+            raise FieldError("sites", self.sites, "must be a list of site names or null")
         if self.sites is not None:
             if self.kind not in RELATION_KINDS:
                 raise ValueError(f"sites are for relation terms (att_rel, hidden_rel), not {self.kind!r}")
@@ -182,8 +254,8 @@ class AutoScale:
     floor: float = 0.025
 
     def __post_init__(self):
-        if not isinstance(self.batches, int) or self.batches < 1 or not self.floor > 0:
-            raise ValueError(f"invalid auto_scale {self}: need batches >= 1 and floor > 0")
+        _integer("batches", self.batches, lambda v: v >= 1, "an integer >= 1")
+        _number("floor", self.floor, lambda v: v > 0, "a finite number > 0")
 
 
 @dataclass(frozen=True)
@@ -197,7 +269,33 @@ class Method:
     schedule: StaticMix | AdaptiveSGO | Alternate = field(default_factory=StaticMix)  # how sources share each batch
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise FieldError("name", self.name, "must be a non-empty string")
+        if not isinstance(self.description, str):
+            raise FieldError("description", self.description, "must be a string")
+        if not isinstance(self.sources, tuple) or not self.sources or \
+                not all(isinstance(s, Source) for s in self.sources):
+            raise FieldError("sources", self.sources, "must be a non-empty list of data sources")
+        if not isinstance(self.schedule, (StaticMix, AdaptiveSGO, Alternate)):
+            raise FieldError("schedule", self.schedule, "must be a schedule: static, adaptive_sgo or alternate")
         self.schedule.planner(self.sources, seed=0)  # refuses source sets the schedule cannot plan
+        if not isinstance(self.losses, tuple) or not self.losses or \
+                not all(isinstance(t, LossTerm) for t in self.losses):
+            raise FieldError("losses", self.losses, "must be a non-empty list of loss terms")
+        if not isinstance(self.noisy_teacher, bool):
+            raise FieldError("noisy_teacher", self.noisy_teacher, "must be true or false")
+        if self.auto_scale is not None and not isinstance(self.auto_scale, AutoScale):
+            raise FieldError("auto_scale", self.auto_scale, "must be true, false or {batches, floor}")
+        # every batch needs a source with a positive weight: under StaticMix all sources share it;
+        # the other schedules fill a step from the fixed or from the student sources alone
+        groups = [self.sources] if isinstance(self.schedule, StaticMix) else [
+            [s for s in self.sources if s.origin != "student_pt"], [s for s in self.sources if s.origin == "student_pt"]]
+        for group in groups:
+            first = min(s.start for s in group)
+            if not any(s.weight > 0 for s in group if s.start == first):
+                raise ValueError(f"the sources that start first (at {first:g}) all have weight 0 "
+                                 f"(weights: {[s.weight for s in self.sources]}), so their batches would be "
+                                 f"empty: give one of them a weight > 0")
 
     @property
     def needs_teacher_model(self) -> bool:
