@@ -18,6 +18,9 @@ QUIET_RAY_ENV = {
     "RAY_DEDUP_LOGS_SKIP_REGEX": "State API may be temporarily unavailable|Reporting training result",
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
+    # trials wait for resources (a busy or shrinking cluster, an autoscaler adding GPU nodes)
+    # instead of failing after Ray Train's default of 60 s
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "1800",
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",

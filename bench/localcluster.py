@@ -74,7 +74,16 @@ class LocalCluster:
                     "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": self.address}
 
     def node_env(self, i: int) -> dict[str, str]:
-        return {**self.env, "KDBENCH_CACHE_DIR": str(self.root / f"cache-node{i}")}
+        return {**self.env, "KDBENCH_CACHE_DIR": str(self.root / f"cache-node{i}"), "KDBENCH_NODE": str(i)}
+
+    def _common(self) -> list[str]:
+        return [f"--num-cpus={self.cpus}", f"--object-store-memory={self.object_store_mb * 2**20}",
+                "--disable-usage-stats"]
+
+    def restart_node(self, i: int) -> None:
+        """Start worker node `i` again (after its processes were killed)."""
+        _run(["ray", "start", f"--address={self.address}", *self._common()], self.node_env(i))
+        self._wait_for_nodes()
 
     def start(self) -> LocalCluster:
         """Start the nodes (on failure, everything started so far is stopped again)."""
@@ -86,8 +95,7 @@ class LocalCluster:
         return self
 
     def _start(self) -> None:
-        common = [f"--num-cpus={self.cpus}", f"--object-store-memory={self.object_store_mb * 2**20}",
-                  "--disable-usage-stats"]
+        common = self._common()
         head = ["ray", "start", "--head", f"--port={self.port}", f"--temp-dir={self.root / 'ray'}",
                 "--include-dashboard=false", *common]
         _run(head, self.node_env(0))

@@ -183,3 +183,25 @@ def test_saved_student_reproduces_its_test_outputs(tiny_artifacts, tmp_path):
                        pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, max_new_tokens=lengths.max_target,
                        num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size)
     assert decode(tok, [o[0] for o in ids]) == out["hypotheses"]
+
+
+@pytest.mark.parametrize("method", ["att_kd_encoder", "seq_kd_labeled", "joint_teaching_mix"])
+def test_the_other_presets_train(multi_pt_artifacts, method):
+    """With the tests above, every preset of METHODS trains here, outside Ray (the Ray path runs
+    one method of each kind in tests/test_e2e.py)."""
+    spec, art = multi_pt_artifacts
+    out = distill(_cfg(spec, art, method), 0, 1, torch.device("cpu"))
+    assert 0 <= out["bleu"] <= 100 and out["train"]["steps"] == spec.student_train.steps
+    if method == "seq_kd_labeled":
+        assert out["pt_visits"]["visits_mean"] > 0  # teacher PTs of the labeled inputs only
+
+
+def test_every_preset_is_trained_by_some_test():
+    import re
+    from pathlib import Path
+
+    from bench.distill.methods import METHODS
+
+    text = Path(__file__).read_text()
+    named = set(re.findall(r'"([a-z_]+)"', text))
+    assert set(METHODS) <= named, set(METHODS) - named

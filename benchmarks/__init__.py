@@ -1,0 +1,1 @@
+"""Speed and robustness scripts: ratios against baselines measured in the same run."""
