@@ -565,6 +565,12 @@ def _with_steps(spec, search: SearchSpec) -> SearchSpec:
 
 def _check_budgets(spec, search: SearchSpec, errors: _Errors) -> None:
     """Equal budgets must be possible, and the scheduler must be able to stop something."""
+    empty = [m for m in spec.methods if not search.space(m)]
+    if empty:
+        errors.add(("methods",), f"nothing is searched for {', '.join(map(repr, empty))}: every method gets the "
+                                 f"same budget, so give each one parameters (search.space for all, or "
+                                 f"search.methods.<method>) or leave it out of the spec", None)
+        return
     if search.algorithm == "grid":
         for m in spec.methods:
             for p in search.space(m):

@@ -33,17 +33,24 @@ reports, so it is switched off for the driver (`TUNE_DISABLE_STRICT_METRIC_CHECK
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import ray
+from ray import tune as ray_tune
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from bench.grid import TRIAL_CPU, TrialProgress, concurrency
 from bench.search import Group, Param, SearchSpec, draw_random, grid_points, groups, overrides_from, parse_search
 from bench.spec import Spec, SpecError, spec_to_yaml
+from bench.storage import Location
 
 OBJECTIVE = "objective"
 TUNING_DIR = "tuning"  # RUN_DIR/tuning: everything the search leaves
@@ -65,105 +72,225 @@ def dev_objective(result: dict | None, mode: str) -> float | None:
     return float(value) if mode == "max" else -float(value)
 
 
-def _scheduler_classes():
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
-    from ray.tune.search import Searcher
+class StoppedTrialJanitor:
+    """Gives back the Train workers' resources of trials stopped before their end (by ASHA or
+    the time budget).
 
-    class DevASHA(AsyncHyperBandScheduler):
-        """ASHA at training steps on the dev objective. A rung is a step count; there is none
-        at the last step (`max_t` is one below it, and the last rung does not stop), so a trial
-        that reaches the end is never stopped before it stores its row. `stopped` records the
-        step of every trial it stopped."""
+    Why this is needed (Ray 2.60, checked): a stopped trial's Tune actor is killed, and with
+    it its Train controller and workers, but not the workers' placement group: a placement
+    group lives until both its creator actor *and the job* are dead, i.e. until the driver
+    exits. Train V2 starts a detached `PlacementGroupCleaner` for exactly this case, but it
+    asks the State API whether the controller is alive, and that API needs the dashboard
+    (`ray[default]`; kdbench starts Ray without it), so it waits forever. Each stopped trial
+    then kept `num_workers × cpus_per_worker` CPUs, and a 2-CPU machine deadlocked after two
+    stops (`WorkerGroupStartupTimeoutError`).
 
-        def __init__(self, mode: str, grace_period: int, max_steps: int, reduction_factor: float, brackets: int):
-            super().__init__(time_attr="step", metric=OBJECTIVE, mode="max", grace_period=grace_period,
-                             max_t=max(grace_period, max_steps - 1), reduction_factor=reduction_factor,
-                             brackets=brackets, stop_last_trials=False)
-            self.dev_mode = mode
-            self.stopped: dict[str, int] = {}
+    What it does: when a trial is stopped, it notes the Train-shaped placement groups
+    (`num_workers` bundles of one worker's resources) that are CREATED and in use at that
+    moment; the stopped trial's group is among them, and it is the one that then stays idle
+    while CREATED (a trial that ends normally has its group removed by its controller right
+    after its workers stop, so it is idle for an instant at most). A noted group idle for
+    `settle_s` is removed, one per stopped trial while the search runs; once the group's Tuner
+    has returned (no trial of it runs any more), `finish` removes every noted group still idle.
+    Where the State API works, Ray's own cleaner removes them first and nothing is left to do."""
 
-        def rungs(self) -> list[float]:
-            return sorted({float(m) for b in self._brackets for m, _ in b._rungs})
+    def __init__(self, worker_resources: dict[str, float], num_workers: int, poll_s: float = 0.25,
+                 settle_s: float = 1.0):
+        import threading
 
-        def _scored(self, result: dict | None) -> dict | None:
-            value = dev_objective(result, self.dev_mode)
-            if value is None or "step" not in (result or {}):
-                return None
-            return {**result, OBJECTIVE: value}
+        self.shape = [dict(worker_resources) for _ in range(num_workers)]
+        self.poll_s, self.settle_s = poll_s, settle_s
+        self.lock = threading.Lock()
+        self.noted: set[str] = set()  # groups in use when some trial was stopped
+        self.owed: list[str] = []  # stopped trials whose group is not reclaimed yet
+        self.idle_since: dict[str, float] = {}
+        self.reclaimed: list[dict[str, Any]] = []
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._thread = None
 
-        def on_trial_result(self, tune_controller, trial, result):
-            scored = self._scored(result)
-            if scored is None:
-                return TrialScheduler.CONTINUE
-            decision = super().on_trial_result(tune_controller, trial, scored)
-            if decision == TrialScheduler.STOP:
-                self.stopped[trial.trial_id] = int(result["step"])
-            return decision
+    def __getstate__(self):  # Tune pickles its callbacks and scheduler with the experiment state
+        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "_stop", "_thread")}
 
-        def on_trial_complete(self, tune_controller, trial, result):
-            scored = self._scored(result)
-            if scored is None:
-                self._trial_info.pop(trial.trial_id, None)
-                return
-            super().on_trial_complete(tune_controller, trial, scored)
+    def __setstate__(self, state):
+        import threading
 
-    class DevSearch(Searcher):
-        """Wraps a searcher so that it optimises the dev objective: its suggestions become
-        `config["searched"]`; it sees `objective` on every report that has one; a completed trial
-        is told with its final dev value, a failed one as an error, and one that ASHA or the
-        time budget stopped without a value (Optuna then records it as pruned, with the
-        intermediate values it saw)."""
+        self.__dict__.update(state, lock=threading.Lock(), _stop=threading.Event(), _thread=None)
 
-        def __init__(self, inner: Searcher, mode: str, stored_value=None):
-            super().__init__(metric=OBJECTIVE, mode="max")
-            self.inner, self.dev_mode, self.stored_value = inner, mode, stored_value
-            self.searched: dict[str, dict] = {}
+    def _train_groups(self) -> list[str]:
+        from ray.util.placement_group import placement_group_table
 
-        def suggest(self, trial_id):
-            found = self.inner.suggest(trial_id)
-            if found is None or found == Searcher.FINISHED:
-                return found
-            self.searched[trial_id] = dict(found)
-            return {"searched": dict(found)}
+        out = []
+        for pg_id, info in placement_group_table().items():
+            bundles = [info["bundles"][i] for i in sorted(info["bundles"])]
+            if info["state"] == "CREATED" and len(bundles) == len(self.shape) and all(
+                    set(b) == set(s) and all(abs(b[k] - s[k]) < 1e-6 for k in s) for b, s in zip(bundles, self.shape)):
+                out.append(pg_id)
+        return out
 
-        def on_trial_result(self, trial_id, result):
-            value = dev_objective(result, self.dev_mode)
-            if value is not None:
-                self.inner.on_trial_result(trial_id, {**result, OBJECTIVE: value})
+    def _idle(self, pgs) -> set[str]:
+        total, free = ray.cluster_resources(), ray.available_resources()
+        return {pg for pg in pgs if all(free.get(f"{r}_group_{pg}", 0.0) >= total.get(f"{r}_group_{pg}", 0.0) - 1e-6
+                                        for r in self.shape[0])}
 
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            final = bool(result) and "status" in result
-            value = dev_objective(result, self.dev_mode) if final else None
-            if final and value is None and result.get("reused") and self.stored_value:
-                stored = self.stored_value(self.searched.get(trial_id, {}))  # a configuration trained before
-                value = None if stored is None else (stored if self.dev_mode == "max" else -stored)
-            error = error or (final and result.get("status") != "ok")
-            self.inner.on_trial_complete(trial_id, {**result, OBJECTIVE: value} if value is not None else None,
-                                         error=error)
+    def trial_stopped(self, trial_id: str) -> None:
+        import threading
 
-    class Draws(Searcher):
-        """Built-in random and grid search: suggestion i is `draw(i)` (None: no more)."""
+        groups_now = self._train_groups()
+        with self.lock:
+            self.noted |= set(groups_now) - self._idle(groups_now)
+            self.owed.append(trial_id)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, daemon=True, name="kdbench-reclaim")
+            self._thread.start()
 
-        def __init__(self, draw):
-            super().__init__(metric=OBJECTIVE, mode="max")
-            self.draw, self.count = draw, 0
+    def _sweep(self, every_idle: bool) -> None:
+        """One poll: remove noted groups idle for `settle_s` (while searching: one per stopped
+        trial not yet paid back; at the end: all of them)."""
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-        def suggest(self, trial_id):
-            found = self.draw(self.count)
-            if found is None:
-                return Searcher.FINISHED
-            self.count += 1
+        with self.lock:
+            self.noted &= set(self._train_groups())  # the others are gone (Train removed them)
+            now, idle = time.time(), self._idle(self.noted)
+            self.idle_since = {pg: self.idle_since.get(pg, now) for pg in idle}
+            for pg in sorted(pg for pg, t in self.idle_since.items() if now - t >= self.settle_s):
+                if not (self.owed or every_idle):
+                    break
+                remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg))))
+                self.noted.discard(pg)
+                self.idle_since.pop(pg)
+                self.reclaimed.append({"trial_id": self.owed.pop(0) if self.owed else None, "placement_group": pg,
+                                       "seconds_after_start": round(now - self.started, 2)})
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self._sweep(every_idle=False)
+            self._stop.wait(self.poll_s)
+
+    def finish(self, timeout: float, exclusive: bool) -> None:
+        """After the group's trials have all ended: reclaim every noted group that turns idle
+        within `timeout` s. On a local Ray of this run's own (`exclusive`), every Train-shaped
+        group still there then is a dead trial's — one held by a stopped trial's worker that
+        outlived its trial, or one of a trial cut before any report — and is removed too."""
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        deadline = time.time() + timeout
+        while self.noted and time.time() < deadline:
+            self._sweep(every_idle=True)
+            time.sleep(self.poll_s)
+        if exclusive:
+            with self.lock:
+                for pg in sorted(self._train_groups()):
+                    remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg))))
+                    self.reclaimed.append({"trial_id": self.owed.pop(0) if self.owed else None, "placement_group": pg,
+                                           "seconds_after_start": round(time.time() - self.started, 2),
+                                           "after_the_search": True})
+                self.noted.clear()
+
+
+class DevASHA(AsyncHyperBandScheduler):
+    """ASHA at training steps on the dev objective. A rung is a step count; there is none
+    at the last step (`max_t` is one below it, and the last rung does not stop), so a trial
+    that reaches the end is never stopped before it stores its row. `stopped` records the
+    step of every trial it stopped."""
+
+    def __init__(self, mode: str, grace_period: int, max_steps: int, reduction_factor: float, brackets: int):
+        super().__init__(time_attr="step", metric=OBJECTIVE, mode="max", grace_period=grace_period,
+                         max_t=max(grace_period, max_steps - 1), reduction_factor=reduction_factor,
+                         brackets=brackets, stop_last_trials=False)
+        self.dev_mode = mode
+        self.stopped: dict[str, int] = {}
+
+    def rungs(self) -> list[float]:
+        return sorted({float(m) for b in self._brackets for m, _ in b._rungs})
+
+    def _scored(self, result: dict | None) -> dict | None:
+        value = dev_objective(result, self.dev_mode)
+        if value is None or "step" not in (result or {}):
+            return None
+        return {**result, OBJECTIVE: value}
+
+    def on_trial_result(self, tune_controller, trial, result):
+        scored = self._scored(result)
+        if scored is None:
+            return TrialScheduler.CONTINUE
+        decision = super().on_trial_result(tune_controller, trial, scored)
+        if decision == TrialScheduler.STOP:
+            self.stopped[trial.trial_id] = int(result["step"])
+        return decision
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        scored = self._scored(result)
+        if scored is None:
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, scored)
+
+
+class DevSearch(Searcher):
+    """Wraps a searcher so that it optimises the dev objective: its suggestions become
+    `config["searched"]`; it sees `objective` on every report that has one; a completed trial
+    is told with its final dev value, a failed one as an error, and one that ASHA or the
+    time budget stopped without a value (Optuna then records it as pruned, with the
+    intermediate values it saw)."""
+
+    def __init__(self, inner: Searcher, mode: str, stored_value=None):
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.inner, self.dev_mode, self.stored_value = inner, mode, stored_value
+        self.searched: dict[str, dict] = {}
+
+    def suggest(self, trial_id):
+        found = self.inner.suggest(trial_id)
+        if found is None or found == Searcher.FINISHED:
             return found
+        self.searched[trial_id] = dict(found)
+        return {"searched": dict(found)}
 
-        def on_trial_complete(self, trial_id, result=None, error=False):
-            pass
+    def on_trial_result(self, trial_id, result):
+        value = dev_objective(result, self.dev_mode)
+        if value is not None:
+            self.inner.on_trial_result(trial_id, {**result, OBJECTIVE: value})
 
-    return DevASHA, DevSearch, Draws, FIFOScheduler
+    def save(self, checkpoint_path):  # a search resumes per group (a group restarts): no searcher state
+        pass
+
+    def restore(self, checkpoint_path):
+        pass
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        final = bool(result) and "status" in result
+        value = dev_objective(result, self.dev_mode) if final else None
+        if final and value is None and result.get("reused") and self.stored_value:
+            stored = self.stored_value(self.searched.get(trial_id, {}))  # a configuration trained before
+            value = None if stored is None else (stored if self.dev_mode == "max" else -stored)
+        error = error or (final and result.get("status") != "ok")
+        self.inner.on_trial_complete(trial_id, {**result, OBJECTIVE: value} if value is not None else None,
+                                     error=error)
+
+
+class Draws(Searcher):
+    """Built-in random and grid search: suggestion i is `draw(i)` (None: no more)."""
+
+    def __init__(self, draw):
+        super().__init__(metric=OBJECTIVE, mode="max")
+        self.draw, self.count = draw, 0
+
+    def suggest(self, trial_id):
+        found = self.draw(self.count)
+        if found is None:
+            return Searcher.FINISHED
+        self.count += 1
+        return found
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        pass
 
 
 def make_searcher(search: SearchSpec, params: tuple[Param, ...], samples: int | None):
     """The group's inner searcher: random draws (distinct configurations), a grid, or TPE."""
-    _, _, Draws, _ = _scheduler_classes()
     if search.algorithm == "grid":
         points = grid_points(params, samples, search.seed)
         return Draws(lambda i: points[i] if i < len(points) else None)
@@ -192,129 +319,120 @@ def make_searcher(search: SearchSpec, params: tuple[Param, ...], samples: int | 
 def search_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function of a search trial: `run_trial` with the searched values as overrides (dev
     only: `context["evaluate_test"]` is False), the row recording which search it came from."""
-    import ray.tune
-
     from bench.trial import run_trial
 
     trial = dict(config["trial"])
     searched = dict(config.get("searched") or {})
     trial["overrides"] = overrides_from(searched)
     trial["tuning"] = {"tune_run": context["run_id"], "group": trial.pop("group"),
-                       "trial": ray.tune.get_context().get_trial_id(), "searched": searched}
+                       "trial": ray_tune.get_context().get_trial_id(), "searched": searched}
     run_trial({"trial": trial}, context)
 
 
-def _progress_class():
-    from bench.grid import TrialProgress
+class SearchProgress(TrialProgress):
+    """The grid's progress lines, with each trial's searched values, and a line for every
+    trial stopped before its end (by ASHA, or by the time budget)."""
 
-    class SearchProgress(TrialProgress):
-        """The grid's progress lines, with each trial's searched values, and a line for every
-        trial stopped before its end (by ASHA, or by the time budget)."""
+    def __init__(self, total: int, scheduler):
+        super().__init__(total)
+        self.scheduler = scheduler
+        self.finals: set[str] = set()
 
-        def __init__(self, total: int, scheduler):
-            super().__init__(total)
-            self.scheduler = scheduler
-            self.finals: set[str] = set()
+    @staticmethod
+    def label(cfg: dict) -> str:
+        searched = cfg.get("searched") or {}
+        values = ", ".join(f"{path.split('.', 1)[1]}={_fmt(v)}" for path, v in searched.items())
+        return f"{TrialProgress.label(cfg)} {{{values}}}"
 
-        @staticmethod
-        def label(cfg: dict) -> str:
-            searched = cfg.get("searched") or {}
-            values = ", ".join(f"{path.split('.', 1)[1]}={_fmt(v)}" for path, v in searched.items())
-            return f"{TrialProgress.label(cfg)} {{{values}}}"
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "status" in result:
+            self.finals.add(trial.trial_id)
+        super().on_trial_result(iteration, trials, trial, result, **info)
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if "status" in result:
-                self.finals.add(trial.trial_id)
-            super().on_trial_result(iteration, trials, trial, result, **info)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            if trial.trial_id in self.finals:
-                return
-            self.done += 1
-            step = getattr(self.scheduler, "stopped", {}).get(trial.trial_id)
-            last = trial.last_result or {}
-            why = f"stopped by ASHA at step {step}" if step is not None else \
-                f"stopped at step {last.get('step', 0)} (time budget)"
-            best = last.get("best_dev")
-            what = why + (f", best dev value so far {best:.4g}" if isinstance(best, (int, float)) else "")
-            print(f"[trial {self.done}/{self.total or '?'} · {time.time() - self.start:.0f}s] "
-                  f"{self.label(trial.config)}: {what}", flush=True)
-
-    return SearchProgress
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.finals:
+            return
+        self.done += 1
+        step = getattr(self.scheduler, "stopped", {}).get(trial.trial_id)
+        last = trial.last_result or {}
+        why = f"stopped by ASHA at step {step}" if step is not None else \
+            f"stopped at step {last.get('step', 0)} (time budget)"
+        best = last.get("best_dev")
+        what = why + (f", best dev value so far {best:.4g}" if isinstance(best, (int, float)) else "")
+        print(f"[trial {self.done}/{self.total} · {time.time() - self.start:.0f}s] "
+              f"{self.label(trial.config)}: {what}", flush=True)
 
 
-def _recorder_class():
-    from ray import tune
+class SearchRecorder(ray_tune.Callback):
+    """One record per search trial: searched values, dev curve, how it ended (completed,
+    stopped by ASHA at a step, failed, cut by the time budget), training seconds."""
 
-    class SearchRecorder(tune.Callback):
-        """One record per search trial: searched values, dev curve, how it ended (completed,
-        stopped by ASHA at a step, failed, cut by the time budget), training seconds."""
+    def __init__(self, group: Group, scheduler, mode: str, tune_run: str, janitor: StoppedTrialJanitor):
+        self.group, self.scheduler, self.mode, self.tune_run = group, scheduler, mode, tune_run
+        self.janitor = janitor
+        self.start = time.time()
+        self.records: dict[str, dict[str, Any]] = {}
 
-        def __init__(self, group: Group, scheduler, mode: str, tune_run: str):
-            self.group, self.scheduler, self.mode, self.tune_run = group, scheduler, mode, tune_run
-            self.start = time.time()
-            self.records: dict[str, dict[str, Any]] = {}
+    def _record(self, trial) -> dict[str, Any]:
+        if trial.trial_id not in self.records:
+            searched = dict(trial.config.get("searched") or {})
+            self.records[trial.trial_id] = {
+                "tune_run": self.tune_run, "group": self.group.as_dict(), "group_key": self.group.key,
+                "trial_id": trial.trial_id, "index": len(self.records), "searched": searched,
+                "overrides": overrides_from(searched), "seed": trial.config["trial"]["seed"],
+                "status": "running", "stopped_by": None, "stopped_at_step": None, "steps": 0,
+                "total_steps": None, "curve": [], "objective": None, "dev_value": None,
+                "selected_step": None, "train_seconds": 0.0, "error": None,
+                "started_s": round(time.time() - self.start, 3), "ended_s": None}
+        return self.records[trial.trial_id]
 
-        def _record(self, trial) -> dict[str, Any]:
-            if trial.trial_id not in self.records:
-                searched = dict(trial.config.get("searched") or {})
-                self.records[trial.trial_id] = {
-                    "tune_run": self.tune_run, "group": self.group.as_dict(), "group_key": self.group.key,
-                    "trial_id": trial.trial_id, "index": len(self.records), "searched": searched,
-                    "overrides": overrides_from(searched), "seed": trial.config["trial"]["seed"],
-                    "status": "running", "stopped_by": None, "stopped_at_step": None, "steps": 0,
-                    "total_steps": None, "curve": [], "objective": None, "dev_value": None,
-                    "selected_step": None, "train_seconds": 0.0, "error": None,
-                    "started_s": round(time.time() - self.start, 3), "ended_s": None}
-            return self.records[trial.trial_id]
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._record(trial)
 
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self._record(trial)
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        rec = self._record(trial)
+        if "status" in result:  # the trial's final report (its row is stored)
+            rec.update(final_status=result.get("status"), error=result.get("error"),
+                       reused=bool(result.get("reused")), objective=dev_objective(result, self.mode),
+                       dev_value=result.get("selection_value"), wall_seconds=result.get("wall_seconds"))
+            return
+        rec["steps"] = max(rec["steps"], int(result.get("step") or 0))
+        rec["total_steps"] = result.get("total_steps", rec["total_steps"])
+        rec["train_seconds"] = max(rec["train_seconds"], float(result.get("train_seconds") or 0.0))
+        if result.get("best_dev") is not None:
+            rec["best_dev"] = result["best_dev"]
+            rec["selected_step"] = result.get("selected_step")
+        if result.get("evaluated", True) and result.get("dev_loss") is not None:
+            rec["curve"].append({k: result.get(k) for k in ("step", "loss", "dev_loss", "dev_metric",
+                                                            "best_dev", "train_seconds")})
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            rec = self._record(trial)
-            if "status" in result:  # the trial's final report (its row is stored)
-                rec.update(final_status=result.get("status"), error=result.get("error"),
-                           reused=bool(result.get("reused")), objective=dev_objective(result, self.mode),
-                           dev_value=result.get("selection_value"), wall_seconds=result.get("wall_seconds"))
-                return
-            rec["steps"] = max(rec["steps"], int(result.get("step") or 0))
-            rec["total_steps"] = result.get("total_steps", rec["total_steps"])
-            rec["train_seconds"] = max(rec["train_seconds"], float(result.get("train_seconds") or 0.0))
-            if result.get("best_dev") is not None:
-                rec["best_dev"] = result["best_dev"]
-                rec["selected_step"] = result.get("selected_step")
-            if result.get("evaluated", True) and result.get("dev_loss") is not None:
-                rec["curve"].append({k: result.get(k) for k in ("step", "loss", "dev_loss", "dev_metric",
-                                                                "best_dev", "train_seconds")})
+    def _end(self, trial, status: str, error: str | None = None) -> None:
+        rec = self._record(trial)
+        rec["ended_s"] = round(time.time() - self.start, 3)
+        if error:
+            rec["error"] = error
+        if status == "complete":
+            if rec.get("final_status") == "ok":
+                status = "completed"
+            elif rec.get("final_status") == "error":
+                status = "error"
+            elif trial.trial_id in getattr(self.scheduler, "stopped", {}):
+                status = "stopped"
+                rec.update(stopped_by="asha", stopped_at_step=self.scheduler.stopped[trial.trial_id])
+            else:
+                status = "unfinished"
+                rec.update(stopped_by="time_budget", stopped_at_step=rec["steps"])
+        rec["status"] = status
+        if status in ("stopped", "unfinished"):
+            self.janitor.trial_stopped(trial.trial_id)  # its Train workers' resources (see the janitor)
+        if status in ("stopped", "unfinished") and rec.get("best_dev") is not None:
+            rec["dev_value"] = rec["best_dev"]  # its best dev value when stopped (never a candidate)
 
-        def _end(self, trial, status: str, error: str | None = None) -> None:
-            rec = self._record(trial)
-            rec["ended_s"] = round(time.time() - self.start, 3)
-            if error:
-                rec["error"] = error
-            if status == "complete":
-                if rec.get("final_status") == "ok":
-                    status = "completed"
-                elif rec.get("final_status") == "error":
-                    status = "error"
-                elif trial.trial_id in getattr(self.scheduler, "stopped", {}):
-                    status = "stopped"
-                    rec.update(stopped_by="asha", stopped_at_step=self.scheduler.stopped[trial.trial_id])
-                else:
-                    status = "unfinished"
-                    rec.update(stopped_by="time_budget", stopped_at_step=rec["steps"])
-            rec["status"] = status
-            if status in ("stopped", "unfinished") and rec.get("best_dev") is not None:
-                rec["dev_value"] = rec["best_dev"]  # its best dev value when stopped (never a candidate)
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial, "complete")
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._end(trial, "complete")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._end(trial, "error", error=f"Ray error (see {trial.local_path})")
-
-    return SearchRecorder
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, "error", error=f"Ray error (see {trial.local_path})")
 
 
 # ---------------------------------------------------------------------------- stages
@@ -374,26 +492,31 @@ def _is_teacher_pt_path(spec: Spec, method: str, path: str) -> bool:
 # ---------------------------------------------------------------------------- the search
 
 
-def tune(spec: Spec, run_dir: Path | None = None, address: str | None = None, verbose: bool = False,
-         out: Path | None = None) -> Path:
-    """Run the search of `spec` (its `search:` block); returns the path of best.yaml."""
+def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str | None = None,
+         verbose: bool = False, out: str | Path | None = None) -> Location:
+    """Run the search of `spec` (its `search:` block); returns where best.yaml is. `run_dir`: a
+    path or storage URI (an existing one resumes: finished groups are kept)."""
     from bench.environment import hardware, library_versions
-    from bench.grid import concurrency
-    from bench.runner import artifacts_dir, check_resources, init_ray, prepare_all
+    from bench.runner import artifacts_dir, check_resources, check_storage, init_ray, prepare_all
+    from bench.storage import writable
     from reports import build_report
 
     if spec.search is None:
         raise SpecError("this spec has no search: block; see README (Hyperparameter search) for one")
     search = parse_search(spec)
-    run_dir = (run_dir or Path(spec.storage.runs_dir) / f"{spec.name}-tune-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    tuning = run_dir / TUNING_DIR
-    (tuning / GROUPS_DIR).mkdir(parents=True, exist_ok=True)
-    (run_dir / "spec.yaml").write_text(spec_to_yaml(spec))
-    store_root = artifacts_dir(spec).resolve()
+    run_dir = Location.of(run_dir) if run_dir is not None else \
+        Location.of(spec.storage.runs_dir).join(f"{spec.name}-tune-{time.strftime('%Y%m%d-%H%M%S')}")
+    tuning = run_dir.join(TUNING_DIR)
+    store_root = artifacts_dir(spec)
+    for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)):
+        problem = writable(loc)
+        if problem:
+            raise SpecError(f"the {what} {loc} cannot be written: {problem}")
+    run_dir.join("spec.yaml").write_text(spec_to_yaml(spec))
     versions = library_versions()
     meta = {"run_id": run_dir.name, "spec_name": spec.name, "kind": "tune", "started_at": _now(),
             "hardware": hardware(), "versions": versions, "artifacts_dir": str(store_root)}
-    _write_json(run_dir / "run.json", meta)
+    run_dir.join("run.json").write_json(meta, indent=2)
     todo = groups(spec)
     print(f"tune {run_dir.name}: {len(todo)} group(s) × {search.budget(spec.methods[0]).describe()} each "
           f"({search.algorithm} search, {'ASHA' if search.scheduler.kind == 'asha' else 'no early stopping'}, "
@@ -401,51 +524,48 @@ def tune(spec: Spec, run_dir: Path | None = None, address: str | None = None, ve
 
     t0 = time.time()
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # see the module docstring
+    if not verbose:  # trials cut by the time budget have no results: Tune warns about each
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    local = address is None and not os.environ.get("RAY_ADDRESS")  # a local Ray: no other job's placement groups
     init_ray(spec, address, verbose)
     check_resources(spec)
+    check_storage(run_dir, store_root, spec)
     staged = stage_spec(spec, pt_variants(spec, search))
     artifacts, errors = prepare_all(staged, store_root)
-    import ray
-
     conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
     context = {"run_dir": str(tuning), "run_id": run_dir.name, "spec": staged.model_dump(mode="json"),
                "artifacts": artifacts, "stage_errors": errors, "versions": versions, "evaluate_test": False}
     outcomes = []
     for i, group in enumerate(todo, 1):
-        done = _read_json(tuning / GROUPS_DIR / f"{group.slug}.json")
+        done = _read_json(tuning.join(GROUPS_DIR, f"{group.slug}.json"))
         if done.get("outcome"):
             print(f"[search {i}/{len(todo)}] {group.label}: finished earlier (kept)", flush=True)
             outcomes.append(done["outcome"])
             continue
         print(f"[search {i}/{len(todo)}] {group.label}: {', '.join(p.path + ' ~ ' + p.dist.describe() for p in search.space(group.method))}",
               flush=True)
-        outcomes.append(run_group(spec, search, group, context, conc, tuning, verbose))
+        outcomes.append(run_group(spec, search, group, context, conc, tuning, verbose, exclusive_cluster=local))
     summary = {"tune_run": run_dir.name, "tune_dir": str(run_dir), "spec_name": spec.name,
                "search": search.to_yaml(), "concurrency": conc, "groups": outcomes,
                "budgets_equal": budgets_equal(outcomes), "wall_seconds": time.time() - t0}
-    _write_json(tuning / SUMMARY_FILE, summary)
-    best = export_best(spec, search, summary, run_dir / BEST_FILE)
+    tuning.join(SUMMARY_FILE).write_json(summary, indent=2)
+    best = export_best(spec, search, summary, run_dir.join(BEST_FILE))
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best, out)
-        best = Path(out).resolve()
+        copy = Location.of(out)
+        copy.write_text(best.read_text())
+        best = copy
     meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
-    _write_json(run_dir / "run.json", meta)
+    run_dir.join("run.json").write_json(meta, indent=2)
     report = build_report([run_dir])
     print(f"report: {report}", flush=True)
     print(f"best configurations: {best}\nnext: kdbench run --tuned {best}", flush=True)
     return best
 
 
-def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, Any], conc: int, tuning: Path,
-              verbose: bool = False) -> dict[str, Any]:
-    """One group's search (its own Tuner); returns and stores its outcome and trial records."""
-    import ray
-    from ray import tune
-
-    from bench.grid import TRIAL_CPU
-
-    DevASHA, DevSearch, _, FIFOScheduler = _scheduler_classes()
+def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, Any], conc: int, tuning: Location,
+              verbose: bool = False, exclusive_cluster: bool = False) -> dict[str, Any]:
+    """One group's search (its own Tuner); returns and stores its outcome and trial records.
+    `exclusive_cluster`: Ray was started by this run (no other job can own a placement group)."""
     budget = search.budget(group.method)
     params = search.space(group.method)
     train = spec.student_train
@@ -456,19 +576,22 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
         scheduler = FIFOScheduler()
     searcher = DevSearch(make_searcher(search, params, budget.samples), search.mode,
                          stored_value=lambda searched: _stored_value(tuning, group, searched))
-    recorder = _recorder_class()(group, scheduler, search.mode, context["run_id"])
-    progress = _progress_class()(budget.samples or 0, scheduler)
+    res = spec.resources
+    worker = {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.device == "cuda" else {})}
+    janitor = StoppedTrialJanitor(worker, res.num_workers)
+    recorder = SearchRecorder(group, scheduler, search.mode, context["run_id"], janitor)
+    progress = SearchProgress(budget.samples or "?", scheduler)  # "?": as many as the time budget allows
     group_conc = min(conc, budget.samples) if budget.samples else conc
-    trainable = tune.with_resources(tune.with_parameters(search_trial, context=context), {"CPU": TRIAL_CPU})
+    trainable = ray_tune.with_resources(ray_tune.with_parameters(search_trial, context=context), {"CPU": TRIAL_CPU})
     fixed = {**group.as_dict(), "seed": spec.seeds[0], "group": group.key}
-    tuner = tune.Tuner(
+    tuner = ray_tune.Tuner(
         trainable,
         param_space={"trial": fixed},
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=budget.samples or -1,
+        tune_config=ray_tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=budget.samples or -1,
                                     max_concurrent_trials=group_conc, time_budget_s=budget.time_budget_s,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
-        run_config=tune.RunConfig(name=group.slug, storage_path=str(tuning / "tune"), verbose=1 if verbose else 0,
-                                  callbacks=[progress, recorder], failure_config=tune.FailureConfig(max_failures=1)),
+        run_config=ray_tune.RunConfig(name=group.slug, storage_path=str(tuning / "tune"), verbose=1 if verbose else 0,
+                                  callbacks=[progress, recorder], failure_config=ray_tune.FailureConfig(max_failures=1)),
     )
     start = time.time()
     try:
@@ -476,8 +599,12 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
     finally:
         progress.wait()
     wall = time.time() - start
-    resources = wait_for_resources()
-    shutil.rmtree(tuning / "students", ignore_errors=True)  # search students are never used again
+    janitor.finish(RESOURCE_WAIT_S / 3 if exclusive_cluster else RESOURCE_WAIT_S, exclusive_cluster)
+    resources = {**wait_for_resources(), "reclaimed_from_stopped_trials": janitor.reclaimed}
+    tuning.join("students").delete()  # search students are never used again
+    for rec in recorder.records.values():
+        if rec["status"] == "running":  # ended with the search without a word from Tune (time budget)
+            rec.update(status="unfinished", stopped_by="time_budget", stopped_at_step=rec["steps"])
     records = _with_rows(list(recorder.records.values()), tuning, group)
     best = choose(records)
     stopped = [r for r in records if r["status"] == "stopped"]
@@ -492,12 +619,14 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
         "errors": sum(r["status"] == "error" for r in records),
         "unfinished": sum(r["status"] == "unfinished" for r in records),
         "steps_trained": sum(r["steps"] for r in records), "train_seconds": sum(r["train_seconds"] for r in records),
-        "wall_seconds": wall, "resources": resources, "metric": _metric_label(search), "mode": search.mode,
+        "wall_seconds": wall, "resources": resources, "mode": search.mode,
+        "metric": _metric_label(search, next((r.get("selection_metric") for r in records
+                                              if r.get("selection_metric")), None)),
         "best": None if best is None else {k: best.get(k) for k in ("trial_id", "searched", "overrides", "dev_value",
                                                                      "objective", "selected_step", "seed",
                                                                      "config_hash", "trial_key")},
     }
-    _write_json(tuning / GROUPS_DIR / f"{group.slug}.json", {"outcome": outcome, "trials": records})
+    tuning.join(GROUPS_DIR, f"{group.slug}.json").write_json({"outcome": outcome, "trials": records}, indent=1)
     print(_group_line(outcome, search), flush=True)
     return outcome
 
@@ -514,11 +643,10 @@ def budgets_equal(outcomes: list[dict[str, Any]]) -> bool:
     return len({json.dumps(o["budget"], sort_keys=True) for o in outcomes}) <= 1
 
 
-def wait_for_resources(timeout: float = RESOURCE_WAIT_S) -> dict[str, Any]:
+def wait_for_resources(timeout: float | None = None) -> dict[str, Any]:
     """Wait until the cluster's CPUs and GPUs are all free again (stopped trials give theirs
     back asynchronously); returns what was free and how long that took."""
-    import ray
-
+    timeout = RESOURCE_WAIT_S if timeout is None else timeout
     start = time.time()
     while True:
         total, free = ray.cluster_resources(), ray.available_resources()
@@ -535,7 +663,7 @@ def wait_for_resources(timeout: float = RESOURCE_WAIT_S) -> dict[str, Any]:
     return out
 
 
-def _with_rows(records: list[dict], tuning: Path, group: Group) -> list[dict]:
+def _with_rows(records: list[dict], tuning: Location, group: Group) -> list[dict]:
     """Records joined with their stored rows (config hash, training compute, the selection's
     metric name; a duplicate of an earlier configuration takes that row's dev value)."""
     from bench.results import read_rows
@@ -567,7 +695,7 @@ def _with_rows(records: list[dict], tuning: Path, group: Group) -> list[dict]:
     return sorted(records, key=lambda r: r["index"])
 
 
-def _stored_value(tuning: Path, group: Group, searched: dict) -> float | None:
+def _stored_value(tuning: Location, group: Group, searched: dict) -> float | None:
     from bench.results import read_rows
 
     key = json.dumps(searched, sort_keys=True)
@@ -593,14 +721,17 @@ def _group_line(outcome: dict, search: SearchSpec) -> str:
     return line + f"; best {outcome['metric']} {best['dev_value']:.4g} with {values} (trial {best['trial_id']})"
 
 
-def _metric_label(search: SearchSpec) -> str:
-    return "dev loss" if search.mode == "min" else "the dev headline metric"
+def _metric_label(search: SearchSpec, selection_metric: str | None = None) -> str:
+    """E.g. "dev loss", "dev bleu" (from a row's `metrics.selection.metric`, "dev_bleu")."""
+    if search.mode == "min":
+        return "dev loss"
+    return selection_metric.replace("_", " ", 1) if selection_metric else "the dev headline metric"
 
 
 # ---------------------------------------------------------------------------- best.yaml
 
 
-def export_best(spec: Spec, search: SearchSpec, summary: dict[str, Any], path: Path) -> Path:
+def export_best(spec: Spec, search: SearchSpec, summary: dict[str, Any], path: Location) -> Location:
     """best.yaml: the chosen configuration of every group, as `kdbench run --tuned` reads it."""
     configs, missing = [], []
     for o in summary["groups"]:
@@ -613,7 +744,7 @@ def export_best(spec: Spec, search: SearchSpec, summary: dict[str, Any], path: P
                         "config_hash": b.get("config_hash")})
     doc = {"tuned": {
         "tune_run": summary["tune_run"], "tune_dir": summary["tune_dir"],
-        "spec": str(Path(summary["tune_dir"]) / "spec.yaml"), "spec_name": spec.name,
+        "spec": str(Location.of(summary["tune_dir"]).join("spec.yaml")), "spec_name": spec.name,
         "selection": {"rule": search.metric, "mode": search.mode},
         "search": {k: v for k, v in search.to_yaml().items() if k in ("algorithm", "samples", "time_budget_s",
                                                                          "seed", "scheduler")},
@@ -629,7 +760,7 @@ def export_best(spec: Spec, search: SearchSpec, summary: dict[str, Any], path: P
 
 def load_tuned(path: Path | str) -> dict[str, Any]:
     """The `tuned:` block of a best.yaml, checked."""
-    path = Path(path)
+    path = Location.of(path)
     try:
         doc = yaml.safe_load(path.read_text())
     except OSError:
@@ -653,7 +784,7 @@ def tuned_cells(spec: Spec, tuned: dict[str, Any], path: Path | str) -> list[dic
     from bench.distill.declare import with_overrides
     from bench.spec import TrainSpec
 
-    path = Path(path).resolve()
+    path = Location.of(path)
     problems, cells = [], []
     for g in groups(spec):
         found = [c for c in tuned["configs"] if c["task"] == g.task and c["method"] == g.method
@@ -705,15 +836,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Location) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = path.read_json()
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
