@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench.tune import load_tuned, tuned_cells, tuned_stage_spec
 
             if args.study or args.resume:
-                raise SpecError("--tuned runs the configurations of a best.yaml; without --study, and resumed with "
-                                "the same command and --run-dir RUN_DIR (not --resume)")
+                raise SpecError("--tuned runs the configurations of a best.yaml, without --study; a tuned run is "
+                                "resumed with `kdbench run --resume RUN_DIR` alone (it stored its cells)")
             tuned = load_tuned(args.tuned)
             if not args.spec and not args.preset:  # the spec the configurations were tuned on
                 args.spec = tuned.get("spec")

@@ -122,7 +122,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             row["tuning"] = config["tuning"]
         done = finished_row(run_dir, key)
         if done is not None:  # finished earlier (resume, or a retry after completion)
-            ray.tune.report({**_summary(done), "status": "ok", "reused": True})
+            ray.tune.report({**_summary(done), "status": "ok", "reused": True,
+                             "selection_value": (done.get("metrics") or {}).get("selection", {}).get("value")})
             return
         worker_cfg["save_to"] = str(student_dir(run_dir, key))
         worker_cfg["keep_student"] = spec["storage"]["save_students"]
