@@ -34,8 +34,9 @@ def models_to_profile(run_dir: Path, rows: list[dict], artifacts: dict[str, Any]
     for task, art in artifacts.items():
         if art is None:
             continue
-        jobs.append({"trial_key": f"{task}|teacher", "task": task, "model_dir": art["paths"]["teacher"],
-                     "teacher": None})
+        if "teacher" in art["paths"]:  # an API teacher has no model to profile
+            jobs.append({"trial_key": f"{task}|teacher", "task": task, "model_dir": art["paths"]["teacher"],
+                         "teacher": None})
         students = [r for r in rows if r["role"] == "student" and r["task"] == task and r["status"] == "ok"
                     and student_dir(run_dir, r["trial_key"]).join("config.json").exists()]
         chosen: dict[tuple, dict] = {}

@@ -29,6 +29,15 @@ def artifacts_dir(spec: Spec) -> Location:
 
 
 SPEC_FILE = "spec.yaml"
+CELLS_FILE = "cells.json"  # the grid's cells when they are not the spec's own (a tuned run)
+
+
+def stored_cells(run_dir: Location) -> list[dict[str, Any]] | None:
+    """The cells a run dir's grid was started with, when they were not the spec's (None: the spec's)."""
+    try:
+        return run_dir.join(CELLS_FILE).read_json()
+    except FileNotFoundError:
+        return None
 # spec fields that change where and how a run goes, never what its trials compute
 NOT_RESULTS = ("storage", "tracking", "resources.max_concurrent_trials", "resources.stage_cpus", "resources.autoscale",
                "resources.max_failures")
@@ -142,7 +151,10 @@ def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[
 
 def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Location, versions: dict,
                 references: list[list[str]]) -> dict:
-    """The teacher's row: quality from the cached evaluation (costs: profiled after the grid)."""
+    """The teacher's row: quality from the cached evaluation (costs: profiled after the grid). An
+    API teacher's row has no params or latency (nothing to profile) and records in
+    `metrics.api_teacher` its model, endpoint, usage and cost, aligned and truncated shares,
+    scoring support and which splits it saw."""
     from bench.results import write_outputs
     from bench.trial import teacher_key
 
@@ -150,16 +162,20 @@ def teacher_row(spec: Spec, task: str, art: dict[str, Any], run_dir: Location, v
     ev.update(headline=art["metric"], compute=ev["train"].get("compute"), selection=ev["train"].get("selection"))
     entry = spec.task(task)
     key = teacher_key(task)
-    params = _params(str(local_artifact(art["paths"]["teacher"])))
+    api = art.get("api_teacher")
+    params = None if api is not None else _params(str(local_artifact(art["paths"]["teacher"])))
+    metrics = {**ev, "params": params}
+    if api is not None:
+        metrics["api_teacher"] = api
     return {
         "trial_key": key, "status": "ok", "error": None, "role": "teacher",
         "task": task, "method": "teacher", "ratio": 1.0, "seed": entry.data_seed,
         "bleu": ev["bleu"], "chrf": ev["chrf"], "params": params, "realized_ratio": 1.0,
         "latency_ms": None, "eval_seconds": ev["eval_seconds"],
-        "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": {**ev, "params": params},
+        "train_seconds": ev["train"]["train_seconds"], "wall_seconds": None, "metrics": metrics,
         "outputs_file": write_outputs(run_dir, key, art["teacher_eval"]["hypotheses"], references,
                                       art.get("bleu_tokenize")),
-        "config": {"teacher": entry.teacher.model_dump(), "sizes": entry.sizes.model_dump(),
+        "config": {"teacher": entry.teacher.model_dump(mode="json"), "sizes": entry.sizes.model_dump(),
                    "eval": spec.eval.model_dump(), "spec_name": spec.name},
         "artifacts": art["hashes"], "versions": versions, "run_id": run_dir.name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -225,6 +241,10 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
             raise SpecError(f"the {what} {loc} cannot be written: {problem}")
     resumed = check_resume(run_dir, spec, allow_changed_spec)
     run_dir.join(SPEC_FILE).write_text(spec_to_yaml(spec))
+    if cells is not None:  # a tuned run: `--resume` must run the same cells, not the plain grid
+        run_dir.join(CELLS_FILE).write_json(cells, indent=2)
+    elif resumed:
+        cells = stored_cells(run_dir)
     versions = library_versions()
     meta = {"run_id": run_dir.name, "spec_name": spec.name, "started_at": _now(),
             "hardware": hardware(), "versions": versions, "artifacts_dir": str(store_root)}

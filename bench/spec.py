@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from bench.api_teacher.spec import ApiTeacherSpec
 from bench.tracking import TrackingSpec
 
 PRESETS = ("default", "smoke", "full", "paper")
@@ -105,9 +106,12 @@ class Sizes(Strict):
     """Examples per split (see tasks.base.SplitSizes). In a task entry, the sizes left out take
     that task's defaults (`kdbench list`; built-in tasks: 2000 labeled : 8000 unlabeled, the
     paper's 1:4). Dataset tasks only: `unlabeled: null` = all the rest of train, `test: null` =
-    all of the evaluation pool left after dev; `teacher_pool` must be 0 (built-in tasks only)."""
+    all of the evaluation pool left after dev; `teacher_pool` must be 0 (built-in tasks only).
+    `labeled: 0` is the no-label setup (an API teacher, or a teacher trained on the pool):
+    methods that train on gold targets are refused, and with an API teacher dev selection
+    scores against the teacher's outputs for the dev inputs (test keeps the real references)."""
 
-    labeled: int = Field(2000, ge=1)
+    labeled: int = Field(2000, ge=0)
     unlabeled: int | None = Field(8000, ge=0)
     dev: int = Field(500, ge=1)
     test: int | None = Field(500, ge=1)
@@ -165,23 +169,37 @@ class TrainSpec(Strict):
 class TeacherSpec(Strict):
     """The teacher: built from `model` and trained from scratch (default), or `pretrained` (a Hub
     name or local path, fine-tuned on the task with `train`; its tokenizer becomes the task's),
-    or `checkpoint` (an already fine-tuned model: used as is, no training)."""
+    or `checkpoint` (an already fine-tuned model: used as is, no training), or `api` (an LLM
+    behind an OpenAI-compatible endpoint, `bench.api_teacher`: no model, no training; its
+    outputs are the pseudo-targets and its log-probabilities the word-level targets).
+    `reference` (API teachers only): the architecture that `ratios` size students against, since
+    an API teacher's size is unknown (never trained; default: `ModelSpec()`)."""
 
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec(steps=1000, batch_size=64)
     pretrained: str | None = None
     checkpoint: str | None = None
+    api: ApiTeacherSpec | None = None
+    reference: ModelSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> TeacherSpec:
-        given = [k for k in ("checkpoint", "pretrained") if getattr(self, k)]
+        given = [k for k in ("checkpoint", "pretrained", "api") if getattr(self, k)]
         if len(given) > 1:
-            raise ValueError(f"give at most one of checkpoint, pretrained (got both: {self.checkpoint!r}, "
-                             f"{self.pretrained!r})")
+            raise ValueError(f"give at most one of checkpoint, pretrained, api (got {', '.join(given)})")
         if given and "model" in self.model_fields_set and self.model != ModelSpec():  # (a stored spec has it)
+            where = "the API" if given[0] == "api" else repr(getattr(self, given[0]))
+            hint = " (to size students against an architecture, use teacher.reference)" if given[0] == "api" else ""
             raise ValueError(f"teacher.model describes a teacher built from scratch; with {given[0]} the "
-                             f"architecture comes from {getattr(self, given[0])!r} — remove one of them")
-        if given:
+                             f"teacher comes from {where} — remove one of them{hint}")
+        if self.api is not None and "train" in self.model_fields_set and self.train != TeacherSpec().train:
+            raise _error_at("TeacherSpec", ("train",), "an API teacher is not trained; remove teacher.train",
+                            self.train.model_dump())
+        if self.reference is not None and self.api is None:
+            raise _error_at("TeacherSpec", ("reference",), "sizes students against an API teacher; a teacher "
+                            "built, fine-tuned or loaded here has its own size (remove reference)",
+                            self.reference.model_dump())
+        if given and given[0] != "api":
             problem = missing_local_model(self.source)
             if problem:
                 raise _error_at("TeacherSpec", (given[0],), problem, self.source)
@@ -189,8 +207,13 @@ class TeacherSpec(Strict):
 
     @property
     def source(self) -> str | None:
-        """The pretrained model or checkpoint the teacher comes from (None: built from scratch)."""
+        """The pretrained model or checkpoint the teacher comes from (None: built from scratch, or an API)."""
         return self.checkpoint or self.pretrained
+
+    @property
+    def student_reference(self) -> ModelSpec:
+        """The architecture students are sized against by `ratios` when the teacher is an API."""
+        return self.reference or ModelSpec()
 
 
 def _looks_local(name: str) -> bool:
@@ -696,6 +719,37 @@ class Spec(Strict):
         return self
 
     @model_validator(mode="after")
+    def _methods_fit_teachers_and_labels(self) -> Spec:
+        """Refuse, before any work, a method that cannot run on a task: gold targets where the
+        labeled split is empty, teacher internals where the teacher is an API, word-level KD
+        where the API returns no alternatives."""
+        problems: list[tuple[tuple, str, Any]] = []
+        for ti, entry in enumerate(self.tasks):
+            where = f"task {entry.name!r}"
+            api = entry.teacher.api
+            if entry.sizes.labeled == 0:
+                if api is None and not entry.teacher.checkpoint and entry.sizes.teacher_pool == 0:
+                    problems.append((("tasks", ti, "sizes"), "the teacher trains on labeled + teacher_pool and "
+                                     "both are 0: give a teacher_pool, a teacher checkpoint or an API teacher",
+                                     entry.sizes.model_dump()))
+                if api is not None and api.prompt_for(entry.name).shots:
+                    problems.append((("tasks", ti, "teacher", "api", "prompt", "shots"), "few-shot examples come "
+                                     "from the labeled split, and sizes.labeled = 0: use shots: 0",
+                                     api.prompt_for(entry.name).shots))
+            for mi, name in enumerate(self.methods):
+                reason = _method_unfit(self.method(name), entry, api)
+                if reason:
+                    problems.append((("methods", mi), f"{name} cannot run on {where}: {reason}", name))
+            if api is not None:
+                for ii, init in enumerate(self.student_inits):
+                    if init.startswith("shrink-"):
+                        problems.append((("student_inits", ii), f"copies the teacher's layers, and the teacher "
+                                         f"of {where} is an API (no weights): use random or pretrained:…", init))
+        if problems:
+            raise _errors_at("Spec", problems)
+        return self
+
+    @model_validator(mode="after")
     def _search_and_study(self) -> Spec:
         if self.search is not None:
             from bench.search import parse_search
@@ -709,6 +763,39 @@ class Spec(Strict):
 
     def task(self, name: str) -> TaskEntry:
         return next(t for t in self.tasks if t.name == name)
+
+
+def _method_unfit(method, entry: TaskEntry, api: ApiTeacherSpec | None) -> str | None:
+    """Why `method` cannot run on the task `entry` (None: it can)."""
+    from bench.distill.methods import RELATION_KINDS
+
+    if entry.sizes.labeled == 0:
+        if any(s.origin == "gold" for s in method.sources):
+            return ("it trains on gold targets, and sizes.labeled = 0 (no labeled examples); use a method on "
+                    "teacher pseudo-targets (seq_kd, word_kd_pts, joint_teaching, …)")
+        if any(s.inputs == ("labeled",) for s in method.sources):
+            return "a source draws labeled inputs only, and sizes.labeled = 0"
+    if api is None:
+        return None
+    if any(t.kind in RELATION_KINDS for t in method.losses):
+        return ("it distils the teacher's attention or hidden states, and an API teacher exposes only its text "
+                "and log-probabilities")
+    if method.noisy_teacher:
+        return "it runs the teacher with dropout active (noisy teacher), and an API teacher cannot"
+    word = [t for t in method.losses if t.word_level]
+    if not word:
+        return None
+    if not api.logprobs or api.top_logprobs < 1:
+        return (f"word-level KD from an API teacher reads its top log-probabilities: set logprobs: true and "
+                f"top_logprobs >= 1 (got logprobs={api.logprobs}, top_logprobs={api.top_logprobs}; without "
+                f"alternatives every target would be one-hot on the pseudo-target token)")
+    if any(t.temperature != 1.0 for t in word):
+        return ("an API teacher's log-probabilities are at temperature 1 and only its top tokens are known, so "
+                "they cannot be re-tempered: use temperature 1 in the word-level terms")
+    k = api.top_logprobs + 1
+    if any(t.teacher_top_k is not None and t.teacher_top_k > k for t in word):
+        return f"teacher_top_k exceeds the {k} tokens an API position holds (top_logprobs + the chosen token)"
+    return None
 
 
 def _finite_everywhere(value: Any) -> None:

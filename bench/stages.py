@@ -1,6 +1,8 @@
 """Shared stages of one task, built once and reused by every trial and later runs:
 data → tokenizer → teacher → teacher pseudo-targets → teacher cache, plus the teacher's own
-evaluation.
+evaluation (and, with no labeled examples, the teacher's outputs for the dev inputs, which
+students select on). An API teacher (`teacher.api`) has no model: its stages are in
+`_api_teacher_stages`, their outputs in the same formats.
 
 Each stage's output is content-addressed in the `ArtifactStore` by everything that
 determines it (device and precision included); `prepare_task` returns the hashes and paths
@@ -10,6 +12,7 @@ grid, one at a time (`bench.profiling`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,12 +21,12 @@ from typing import Any
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
-from bench.data import Lengths, encode, load_splits, save_splits
+from bench.data import Lengths, encode, load_splits, save_splits, write_jsonl
 from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
 from bench.distill.streams import Stream
-from bench.evaluate import decode, dev_set, evaluate_model, looks_pretokenized
+from bench.evaluate import bertscore, decode, dev_set, evaluate_model, looks_pretokenized, score
 from bench.flops import forward_flops, generation_flops
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
@@ -36,7 +39,14 @@ from bench.tokenizer import train_tokenizer
 from tasks import Task
 
 STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
-                 "teacher_eval": 3}
+                 "teacher_dev": 1, "teacher_eval": 3}
+DEV_REFERENCES = "teacher_dev"  # labeled = 0: the teacher's outputs for the dev inputs, references of dev selection
+API_STAGE_VERSION = 1  # joins every API stage's key: bump when an API stage's output changes shape
+
+
+def encode_texts(tokenizer, texts: list[str], max_len: int, add_eos: bool = True) -> list[list[int]]:
+    """`bench.data.encode`, also for no texts (an empty labeled split)."""
+    return encode(tokenizer, texts, max_len, add_eos) if texts else []
 
 
 def pt_specs_needed(spec: Spec) -> list[PTSpec]:
@@ -74,6 +84,7 @@ class TaskArtifacts:
     flops: dict[str, float] = field(default_factory=dict)  # compute spent building each artifact
     notes: dict[str, str] = field(default_factory=dict)  # e.g. why an artifact was rebuilt
     teacher_eval: dict[str, Any] = field(default_factory=dict)
+    api_teacher: dict[str, Any] | None = None  # an API teacher: model, endpoint, usage, shares, splits seen
 
     def add(self, art: Artifact, label: str) -> Artifact:
         self.paths[label] = str(art.location)  # storage (a path or a URI): nodes read it via local_artifact
@@ -175,7 +186,11 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     tok = load_tokenizer(tok_art.path)
 
     def encoded_inputs(split: str) -> list[list[int]]:
-        return encode(tok, splits.sources(split), out.lengths.max_source)
+        return encode_texts(tok, splits.sources(split), out.lengths.max_source)
+
+    if entry.teacher.api is not None:  # an LLM behind an API: no model, no training
+        _api_teacher_stages(spec, entry, out, stage, splits, tok, tok_art.hash, data.hash, store_root, say)
+        return out
 
     # teacher: from scratch (or from a pretrained model) on labeled + the teacher-only pool, with
     # a larger budget and the same dev selection as students; a checkpoint is taken as it is
@@ -276,7 +291,8 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                             extra_meta=lambda d: {"flops": json.loads((d / "generation.json").read_text()).get("flops", 0.0)})
 
     # teacher caches: top-k teacher distributions along gold targets and teacher PTs
-    gold_targets = encode(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target, add_eos=False)
+    gold_targets = encode_texts(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target,
+                                add_eos=False)
     by_slug = {pt.slug: pt for pt in needed}
     cache_spec = spec.teacher_cache
 
@@ -284,7 +300,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
         if name == "gold":
             return {"labeled": (encoded_inputs("labeled"), [[t] for t in gold_targets])}
         pts = json.loads((pt_arts[by_slug[name]].path / "pseudo_targets.json").read_text())
-        return {s: (encoded_inputs(s), [encode(tok, c, out.lengths.max_target, add_eos=False) for c in pts[s]])
+        return {s: (encoded_inputs(s), [encode_texts(tok, c, out.lengths.max_target, add_eos=False) for c in pts[s]])
                 for s in ("labeled", "unlabeled")}
 
     def build_cache(name: str, temperature: float, d: Path) -> None:
@@ -308,6 +324,19 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
               label=cache_label(name, temperature),
               extra_meta=lambda d: json.loads((d / "cost.json").read_text()))
 
+    if entry.sizes.labeled == 0:  # no labels: students select on the teacher's outputs for the dev inputs
+        def build_dev(d: Path) -> None:
+            dev = splits.splits["dev"]
+            with autocast(amp, device):
+                outs = generate_ids(load_teacher(), encoded_inputs("dev"), pad_id=tok.pad_token_id,
+                                    eos_id=tok.eos_token_id, max_new_tokens=out.lengths.max_target,
+                                    num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size, device=device)
+            texts = decode(tok, [o[0] for o in outs])
+            write_jsonl(d / "dev.jsonl", [{"source": r["source"], "references": [t]} for r, t in zip(dev, texts)])
+
+        stage("teacher_dev", {"teacher": teacher_art.hash, "data": data.hash, "num_beams": spec.eval.num_beams,
+                              "lengths": asdict(out.lengths), **runtime}, build_dev, label=DEV_REFERENCES)
+
     # the teacher's own test-set row (evaluated once per task)
     def build_teacher_eval(d: Path) -> None:
         with autocast(amp, device):
@@ -321,3 +350,145 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
     return out
 
+
+def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage: Callable, splits, tok,
+                        tok_hash: str, data_hash: str, store_root: str, say: Callable[[str], None]) -> None:
+    """The stages of an API teacher (`bench.api_teacher.stage`), after data and tokenizer:
+
+    teacher          no model: the teacher's description, the architecture students are sized
+                     against (`teacher.reference`) and, when a method needs it, whether the
+                     endpoint can score given text (probed once)
+    pseudo_targets   one PT set, `pseudo_targets/api`, that every teacher-PT source reads (K =
+                     pts_per_input at the spec's temperature and top_p), in the format of model
+                     PTs, with the completions' log-probs and the requests' usage and cost
+    teacher_cache    the log-probs aligned to the student's tokens (word-level methods on PTs)
+    teacher_dev      labeled = 0 only: the teacher's outputs for the dev inputs, the references of
+                     dev selection (test keeps the real references)
+    teacher_eval     the teacher's outputs on the test inputs (temperature 0, one each), scored
+
+    PTs, dev outputs and evaluation are keyed by `ApiTeacherSpec.hash_key(task)` (what decides
+    the outputs: no key, no operational setting); the answers themselves are cached outside
+    every artifact (`response_cache_dir`), so a crash loses nothing and a rerun sends nothing.
+    A client (which reads the key from the environment) is made only when something is built."""
+    from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_TEACHER_LABEL, DESCRIPTION_FILE,
+                                         PT_MAPPING, USAGE_FILE, greedy, needs_scoring, public_url,
+                                         reads_aligned_targets, response_cache_dir, total_usage, write_aligned_targets,
+                                         write_outputs, write_pseudo_targets)
+
+    api, task = entry.teacher.api, entry.name
+    cache_dir = response_cache_dir(store_root)
+    methods = [spec.method(m) for m in spec.methods]
+    checked: list[bool] = []
+
+    def client(api_spec):
+        from bench.api_teacher.client import ApiTeacherClient
+
+        c = ApiTeacherClient(api_spec, cache_dir, say=lambda m: say(f"[{task}] {m}"))
+        if not checked:  # once per task, and only when something is built: a rerun sends nothing
+            c.check_model()
+            checked.append(True)
+        return c
+
+    def write_json(path: Path, data: dict) -> None:
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+
+    scoring_for = sorted(m.name for m in methods if needs_scoring(m))
+    reference = entry.teacher.student_reference
+
+    def build_description(d: Path) -> None:
+        config_from_spec(reference, tok).save_pretrained(str(d / "reference"))
+        scoring: dict[str, Any] = {"needed_by": scoring_for, "supported": None, "reason": "not probed: no method "
+                                   "of the spec scores given text"}
+        usage = None
+        if scoring_for:
+            c = client(api)
+            support = c.probe_scoring()
+            scoring.update(supported=support.supported, reason=support.reason)
+            usage = c.usage()
+        write_json(d / DESCRIPTION_FILE, {"spec": api.model_dump(mode="json"), "task": task,
+                                          "responses": str(cache_dir), "reference": reference.model_dump(),
+                                          "scoring": scoring})
+        write_json(d / USAGE_FILE, {"usage": usage})
+
+    described = stage("teacher", {"api_stage": API_STAGE_VERSION, "api": api.model_dump(mode="json"), "task": task,
+                                  "reference": reference.model_dump(), "tokenizer": tok_hash,
+                                  "scoring_for": scoring_for, "responses": str(cache_dir)},
+                      build_description, label=API_TEACHER_LABEL)
+    scoring = json.loads((described.path / DESCRIPTION_FILE).read_text())["scoring"]
+    if scoring_for and not scoring["supported"]:
+        say(f"[{task}] the API teacher cannot score given text, so {', '.join(scoring_for)} will fail before "
+            f"training: {scoring['reason']}")
+
+    usage_files = {API_TEACHER_LABEL: described.path}
+    pt_art = cache_art = None
+    if pt_specs_needed(spec):
+        pt_key = {"api_stage": API_STAGE_VERSION, "api": api.hash_key(task), "data": data_hash}
+        pt_art = stage("pseudo_targets", pt_key, lambda d: write_pseudo_targets(client(api), task, splits, d, say=say),
+                       label=API_PT_LABEL)
+        usage_files[API_PT_LABEL] = pt_art.path
+        if any(reads_aligned_targets(m) for m in methods):
+            # the API's log-probs are the teacher's only distributions: built whatever teacher_cache says
+            k, dtype, max_target = api.top_logprobs + 1, spec.teacher_cache.dtype, out.lengths.max_target
+            cache_key = {"api_stage": API_STAGE_VERSION, "pts": pt_art.hash, "tokenizer": tok_hash, "k": k,
+                         "max_target": max_target, "dtype": dtype}
+            cache_art = stage("teacher_cache", cache_key, lambda d: write_aligned_targets(
+                pt_art.path, tok, d, k=k, max_target=max_target, dtype=dtype), label=API_CACHE_LABEL)
+
+    labeled = splits.splits["labeled"]
+    evaluated = greedy(api)
+    no_labels = entry.sizes.labeled == 0
+    if no_labels:  # dev selection on the teacher's outputs for the dev inputs, as in the paper
+        def build_dev(d: Path) -> None:
+            dev = splits.splits["dev"]
+            texts, record = write_outputs(client(evaluated), task, [r["source"] for r in dev], labeled, what="dev")
+            write_jsonl(d / "dev.jsonl", [{"source": r["source"], "references": [t]} for r, t in zip(dev, texts)])
+            write_json(d / USAGE_FILE, record)
+
+        dev_key = {"api_stage": API_STAGE_VERSION, "api": evaluated.hash_key(task), "data": data_hash}
+        dev_art = stage("teacher_dev", dev_key, build_dev, label=DEV_REFERENCES)
+        usage_files[DEV_REFERENCES] = dev_art.path
+
+    quality = quality_settings(spec.eval.model_dump())
+
+    def build_eval(d: Path) -> None:
+        test = splits.splits["test"]
+        started = time.perf_counter()
+        hyps, record = write_outputs(client(evaluated), task, [r["source"] for r in test], labeled, what="test")
+        references = [r["references"] for r in test]
+        metrics = score(hyps, references, out.bleu_tokenize, quality.get("ter", False))
+        if quality.get("bertscore_model"):
+            metrics.update(bertscore(hyps, references, quality["bertscore_model"],
+                                     num_layers=quality.get("bertscore_num_layers"),
+                                     batch_size=quality["batch_size"], device=torch_device(spec)))
+        metrics.update(eval_seconds=time.perf_counter() - started, eval_num_beams=None, eval_temperature=0.0,
+                       max_new_tokens=api.max_tokens, hypotheses=hyps,
+                       samples=[{"source": r["source"], "output": h} for r, h in zip(test[:5], hyps[:5])],
+                       train={"steps": 0, "train_seconds": 0.0, "curve": [], "api": True})
+        write_json(d / "metrics.json", metrics)
+        write_json(d / USAGE_FILE, record)
+
+    ev = stage("teacher_eval", {"api_stage": API_STAGE_VERSION, "api": evaluated.hash_key(task), "data": data_hash,
+                                "bleu_tokenize": out.bleu_tokenize, **quality}, build_eval)
+    usage_files["teacher_eval"] = ev.path
+    out.teacher_eval = json.loads((ev.path / "metrics.json").read_text())
+
+    records = {label: json.loads((path / USAGE_FILE).read_text()) for label, path in usage_files.items()}
+    usage = {label: (r or {}).get("usage") for label, r in records.items()}
+    cache_stats = json.loads((cache_art.path / "index.json").read_text())["stats"] if cache_art else {}
+    shots = api.prompt_for(task).shots
+    out.api_teacher = {
+        "model": api.model, "endpoint": {"base_url": public_url(api.base_url), "kind": api.endpoint},
+        "served_models": sorted({m for u in usage.values() if u for m in u.get("served_models", [])}),
+        "usage": {**usage, "total": total_usage(list(usage.values()))},
+        "aligned_share": cache_stats.get("aligned_share"),
+        "truncated_share": (records.get(API_PT_LABEL) or {}).get("truncated_share"),
+        "scoring": scoring, "pt_mapping": PT_MAPPING if pt_art else None,
+        "splits_seen": {
+            "labeled": "none (sizes.labeled = 0)" if no_labels else
+            ("inputs" if pt_art else "none") + (f"; the targets of {shots} as few-shot examples" if shots else ""),
+            "unlabeled": "inputs" if pt_art else "none",
+            "dev": "inputs: its outputs are the dev references (sizes.labeled = 0)" if no_labels else "none",
+            "test": "inputs, for its own test row (its outputs are scored, never trained on)",
+        },
+        "dev_references": "teacher" if no_labels else "gold",
+    }

@@ -118,29 +118,94 @@ def build_teacher_cache(out_dir: Path, teacher, target_sets: dict[str, dict[str,
             positions += n
         if (start // batch_size) % 20 == 0:
             say(f"teacher cache: {min(start + batch_size, len(order))}/{len(order)} targets")
+    width = min(k, int(top_ids.shape[-1])) if entries else k
+    stats = {"covered_mass_mean": covered_sum / max(1, positions), "kl_full_cached_mean": kl_sum / max(1, positions)}
+    return _write_index(out_dir, per_entry, sets, k=width, temperature=temperature, dtype=dtype,
+                        vocab_size=int(teacher.config.vocab_size), max_target=max_target, stats=stats)
+
+
+def _write_index(out_dir: Path, per_entry: Sequence[tuple], sets: dict[str, dict[str, list[int]]], *, k: int,
+                 temperature: float, dtype: str, vocab_size: int, max_target: int,
+                 stats: dict[str, Any]) -> dict[str, Any]:
+    """The shards and `index.json` of a cache: `per_entry[e]` = (label ids, top-k ids, top-k
+    log-probs as a float tensor, log tail) of entry e, positions first."""
     shards = []
-    for s, first in enumerate(range(0, len(entries), SHARD_ENTRIES)):
+    for s, first in enumerate(range(0, len(per_entry), SHARD_ENTRIES)):
         chunk = per_entry[first:first + SHARD_ENTRIES]
         shard = out_dir / f"shard-{s:05d}"
         shard.mkdir(parents=True)
         lengths = np.array([len(c[0]) for c in chunk], dtype=np.int64)
         np.save(shard / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-        np.save(shard / "target_ids.npy", np.concatenate([c[0] for c in chunk]))
-        np.save(shard / "topk_ids.npy", np.concatenate([c[1] for c in chunk]))
-        np.save(shard / "topk_logprobs.npy", _to_storage(torch.cat([c[2] for c in chunk]), dtype))
-        np.save(shard / "log_tail.npy", np.concatenate([c[3] for c in chunk]))
+        np.save(shard / "target_ids.npy", np.concatenate([c[0] for c in chunk]).astype(np.int32))
+        np.save(shard / "topk_ids.npy", np.concatenate([c[1] for c in chunk]).astype(np.int32).reshape(-1, k))
+        np.save(shard / "topk_logprobs.npy", _to_storage(torch.cat([c[2] for c in chunk]).reshape(-1, k), dtype))
+        np.save(shard / "log_tail.npy", np.concatenate([c[3] for c in chunk]).astype(np.float32))
         shards.append({"dir": shard.name, "first_entry": first, "entries": len(chunk)})
-    width = min(k, int(top_ids.shape[-1])) if entries else k
     item = np.dtype(DTYPES[dtype]).itemsize
+    positions = sum(len(c[0]) for c in per_entry)
     index = {
-        "k": width, "temperature": temperature, "dtype": dtype, "vocab_size": int(teacher.config.vocab_size),
-        "max_target": max_target, "sets": sets, "shards": shards, "entries": len(entries), "positions": positions,
-        "stats": {"covered_mass_mean": covered_sum / max(1, positions),
-                  "kl_full_cached_mean": kl_sum / max(1, positions),
-                  "bytes_per_token": width * (4 + item) + 4 + 4},
+        "k": k, "temperature": temperature, "dtype": dtype, "vocab_size": vocab_size,
+        "max_target": max_target, "sets": sets, "shards": shards, "entries": len(per_entry), "positions": positions,
+        "stats": {**stats, "bytes_per_token": k * (4 + item) + 4 + 4},
     }
     (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2))
     return index
+
+
+def write_teacher_cache(out_dir: Path, target_sets: dict[str, dict[str, list[list[tuple]]]], *, k: int,
+                        dtype: str, vocab_size: int, max_target: int, temperature: float = 1.0,
+                        stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A cache from distributions computed elsewhere (an API teacher's log-probabilities aligned
+    to the student's tokens, `bench.api_teacher.align`), in the same format as
+    `build_teacher_cache`: {set name: {split: per input, per candidate target, (label ids (T,),
+    top-k ids (T, k), top-k log-probs (T, k), log tail (T,))}}; label ids end in eos as the
+    loop's labels do. `stats` joins the index's statistics (e.g. the aligned share);
+    `covered_mass_mean` is computed here, `kl_full_cached_mean` is unknown (None): the full
+    distribution was never seen."""
+    if dtype not in DTYPES:
+        raise ValueError(f"teacher cache dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    per_entry: list[tuple] = []
+    sets: dict[str, dict[str, list[int]]] = {}
+    covered, positions = 0.0, 0
+    for name, splits in target_sets.items():
+        sets[name] = {}
+        for split, candidates in splits.items():
+            width = max((len(c) for c in candidates), default=1)
+            if any(len(c) != width for c in candidates):
+                raise ValueError(f"teacher cache: target set {name!r} split {split!r} has a varying number of "
+                                 f"candidates per input")
+            sets[name][split] = [len(per_entry), len(candidates), width]
+            for cands in candidates:
+                for labels, ids, logprobs, log_tail in cands:
+                    if np.shape(ids) != (len(labels), k) or np.shape(logprobs) != (len(labels), k) \
+                            or len(log_tail) != len(labels):
+                        raise ValueError(f"teacher cache: an entry of {name!r}/{split!r} has shapes "
+                                         f"{np.shape(ids)}, {np.shape(logprobs)}, {np.shape(log_tail)} for "
+                                         f"{len(labels)} labels and k={k}")
+                    lp = torch.as_tensor(np.asarray(logprobs, dtype=np.float32))
+                    covered += float(lp.exp().sum())
+                    positions += len(labels)
+                    per_entry.append((np.asarray(labels, dtype=np.int32), np.asarray(ids, dtype=np.int32), lp,
+                                      np.asarray(log_tail, dtype=np.float32)))
+    stats = {"covered_mass_mean": covered / max(1, positions), "kl_full_cached_mean": None, **(stats or {})}
+    return _write_index(out_dir, per_entry, sets, k=k, temperature=temperature, dtype=dtype, vocab_size=vocab_size,
+                        max_target=max_target, stats=stats)
+
+
+def join_rows(parts: Sequence[tuple[SparseTopK, torch.Tensor]]) -> tuple[SparseTopK, torch.Tensor]:
+    """Sparse distributions of several groups of a batch's rows as one (`(distributions, row
+    indices)` per group, same positions T and temperature; k padded to the widest with NEG)."""
+    if len(parts) == 1:
+        return parts[0]
+    k = max(p.ids.shape[-1] for p, _ in parts)
+
+    def pad(x: torch.Tensor, value) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, k - x.shape[-1]), value=value)
+
+    first = parts[0][0]
+    joined = SparseTopK(torch.cat([pad(p.ids, 0) for p, _ in parts]), torch.cat([pad(p.logprobs, NEG) for p, _ in parts]),
+                        torch.cat([p.log_tail for p, _ in parts]), first.temperature)
+    return joined, torch.cat([rows for _, rows in parts])
 
 
 class TeacherCache:

@@ -19,8 +19,10 @@ import ray.train
 import torch
 from ray.train import Checkpoint
 
+from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_SLUG, API_TEACHER_LABEL, USAGE_FILE,
+                                     needs_scoring, read_description, read_usage, reads_aligned_targets, total_usage)
 from bench.artifacts import local_artifact
-from bench.data import Lengths, encode, load_splits
+from bench.data import Lengths, load_splits, read_jsonl
 from bench.distill.declare import method_from_definition
 from bench.distill.loop import TrainingRun
 from bench.distill.methods import RELATION_KINDS
@@ -33,6 +35,7 @@ from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
 from bench.seeding import seed_everything
 from bench.spec import TrainSpec, quality_settings
+from bench.stages import DEV_REFERENCES, encode_texts
 from bench.storage import Location
 from bench.student_init import make_student, parse_init
 from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
@@ -102,33 +105,40 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     lengths = Lengths(**cfg["lengths"])
     paths = _local_paths(cfg["paths"], method)
     spec = TrainSpec(**cfg["train"])
+    api = read_description(paths[API_TEACHER_LABEL]) if API_TEACHER_LABEL in paths else None
+    if api is not None and needs_scoring(method) and not api["scoring"]["supported"]:
+        raise PermanentError(f"{method.name} needs the API teacher to score given text (word-level KD on rows it "
+                             f"did not write), and it cannot: {api['scoring']['reason']}")
+    # an API teacher has no model: students are sized against its reference architecture
+    teacher_dir = paths["teacher"] if api is None else str(Path(paths[API_TEACHER_LABEL]) / "reference")
 
     init = parse_init(cfg["student_init"])
-    student, plan = make_student(init, paths["teacher"], cfg["ratio"], cfg["seed"],
+    student, plan = make_student(init, teacher_dir, cfg["ratio"], cfg["seed"],
                                  max_positions=lengths.max_source + lengths.max_target + 2)
     teacher_tok = load_tokenizer(paths["tokenizer"])
     tok = load_tokenizer(init.source) if init.kind == "pretrained" else teacher_tok
-    teacher_config = load_config(paths["teacher"], "teacher")
+    teacher_config = load_config(teacher_dir, "teacher")
     check_method_fits(method, student, teacher_config, shared_tokenizer=same_tokenizer(tok, teacher_tok),
                       student_name=init.label)
 
     # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer
     splits = load_splits(paths["data"])
     enc = {
-        "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
-        "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
-                                   lengths.max_target, add_eos=False)},
+        "inputs": {s: encode_texts(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
+        "gold": {"labeled": encode_texts(tok, [r["target"] for r in splits.splits["labeled"]],
+                                         lengths.max_target, add_eos=False)},
         "teacher_pts": {},
     }
-    for pt in method.pt_specs:
-        pts = _read_pts(Path(paths[pt.label]))
+    for pt in method.pt_specs:  # an API teacher has one PT set, which every teacher-PT source reads
+        pts = _read_pts(Path(paths[pt.label if api is None else API_PT_LABEL]))
         enc["teacher_pts"][pt] = {
             s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
         }
     streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
-    target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else s.pts.slug
-                   for s in method.sources]
-    cache = _teacher_cache(method, paths) if cfg["teacher_cache"]["enabled"] else None
+    target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else
+                   API_SLUG if api is not None else s.pts.slug for s in method.sources]
+    # an API teacher's aligned log-probs are its only distributions: read whatever teacher_cache says
+    cache = _teacher_cache(method, paths, api is not None) if cfg["teacher_cache"]["enabled"] or api else None
     online_rows = any(t is None or cache is None or not cache.has(t) for t in target_sets)
 
     student = student.to(device)
@@ -136,9 +146,15 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
         student = wrap(student)
     teacher = None
     if method.needs_teacher_model and online_rows:
-        teacher = load_model(paths["teacher"], "teacher").to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        if api is not None:
+            teacher = _api_scorer(api, cfg["task"], splits, enc["inputs"], tok, lengths.max_target)
+        else:
+            teacher = load_model(paths["teacher"], "teacher").to(device).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+    # labeled = 0: dev selection scores against the teacher's outputs for the dev inputs
+    dev_rows = read_jsonl(Path(paths[DEV_REFERENCES]) / "dev.jsonl") if DEV_REFERENCES in paths else \
+        splits.splits["dev"]
 
     losses = [(term.build(spec.label_smoothing, spec.loss_normalization, shape_of(teacher_config).heads),
                term.weight) for term in method.losses]
@@ -146,7 +162,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
                       max_target=lengths.max_target, device=device, teacher=teacher, teacher_cache=cache,
                       autocast_dtype=amp, noisy_teacher=method.noisy_teacher, auto_scale=method.auto_scale,
                       schedule=method.schedule,
-                      dev=dev_set(tok, splits.splits["dev"], lengths, spec, cfg["metric"], cfg["bleu_tokenize"]),
+                      dev=dev_set(tok, dev_rows, lengths, spec, cfg["metric"], cfg["bleu_tokenize"]),
                       seed=cfg["seed"] * 1000 + rank, target_sets=target_sets)
     if state is not None:  # a restart of this trial (a worker died): continue from its checkpoint
         run.load(state)
@@ -169,10 +185,19 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
                    student_shape=asdict(shape_of(plan.config)), train=stats, selection=stats["selection"],
                    pt_visits=stats.get("pt_visits"),
                    teacher_cache=cache.stats if cache is not None else None,
-                   compute=training_compute(stats, bare(student).config, teacher_config, shared),
-                   dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None)
+                   compute=training_compute(stats, bare(student).config, teacher_config if api is None else None,
+                                            shared),
+                   dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None,
+                   dev_references="teacher" if DEV_REFERENCES in paths else "gold")
     if (pts := method.sequence_level_pts) is not None:  # for the report's PT ablation
         metrics.update(pt_strategy=pts.strategy, pt_k=pts.k)
+    if api is not None:
+        metrics.update(api_teacher_usage=_api_usage(method, paths, teacher))
+        if method.pt_specs:  # every teacher-PT source read the API's PT set (K = pts_per_input)
+            metrics["pt_source"] = "api"
+            if pts is not None:
+                k = json.loads((Path(paths[API_PT_LABEL]) / USAGE_FILE).read_text())["pts_per_input"]
+                metrics.update(pt_strategy="api", pt_k=k)
     if cfg.get("save_to"):  # the distilled student, usable with from_pretrained (profiled after the grid)
         save_model(bare(student), tok, cfg["save_to"])
         if cfg.get("keep_student", True):
@@ -197,7 +222,12 @@ def save_model(model, tokenizer, where: str) -> None:
 def _local_paths(stored: dict[str, str], method) -> dict[str, str]:
     """Verified local copies of the artifacts this trial reads (`local_artifact`: in place on a
     local store, this node's cache for an object store)."""
-    needed = {"data", "tokenizer", "teacher", *(pt.label for pt in method.pt_specs), *_cache_labels(method)}
+    needed = {"data", "tokenizer", "teacher", *(pt.label for pt in method.pt_specs), *_cache_labels(method),
+              API_TEACHER_LABEL, DEV_REFERENCES}
+    if method.pt_specs:
+        needed.add(API_PT_LABEL)
+    if reads_aligned_targets(method):
+        needed.add(API_CACHE_LABEL)
     return {k: str(local_artifact(v)) for k, v in stored.items() if k in needed}
 
 
@@ -206,13 +236,50 @@ def _cache_labels(method) -> list[str]:
     return [cache_label(t, temps[0]) for t in method.cached_targets] if len(temps) == 1 else []
 
 
-def _teacher_cache(method, paths) -> TeacherCaches | None:
-    """The caches built for this method's fixed targets (None when it has none or cannot use them)."""
+def _teacher_cache(method, paths, api: bool = False) -> TeacherCaches | None:
+    """The caches built for this method's fixed targets (None when it has none or cannot use them);
+    with an API teacher, its PTs' aligned log-probs."""
+    if api:
+        found = API_CACHE_LABEL in paths and reads_aligned_targets(method)
+        return TeacherCaches({API_SLUG: TeacherCache(paths[API_CACHE_LABEL])}) if found else None
     labels = [lab for lab in _cache_labels(method) if lab in paths]
     if not labels:
         return None
     return TeacherCaches({lab.removeprefix("teacher_cache/").rsplit("-t", 1)[0]: TeacherCache(paths[lab])
                           for lab in labels})
+
+
+def _api_scorer(api: dict, task: str, splits, inputs: dict[str, list[list[int]]], tok, max_target: int):
+    """The online teacher of rows without stored distributions: the endpoint scores them. The
+    key comes from this worker's environment (never from the config)."""
+    from bench.api_teacher import ApiTeacherError, ApiTeacherSpec, build_prompts
+    from bench.api_teacher.online import ApiScoringTeacher
+
+    spec = ApiTeacherSpec.model_validate(api["spec"])
+    labeled = splits.splits["labeled"]
+    prompts: dict[tuple[int, ...], str] = {}
+    for split in ("labeled", "unlabeled"):
+        texts = build_prompts(spec.prompt_for(task), splits.sources(split), labeled) if inputs[split] else []
+        for ids, prompt in zip(inputs[split], texts):
+            prompts.setdefault(tuple(ids), prompt)
+    try:
+        from bench.api_teacher.client import ApiTeacherClient
+
+        client = ApiTeacherClient(spec, api["responses"], say=lambda m: print(f"[{task}] {m}", flush=True))
+    except (ApiTeacherError, ImportError) as err:  # no key in this worker's environment, no openai
+        raise PermanentError(str(err)) from None
+    return ApiScoringTeacher(client, tok, prompts, k=spec.top_logprobs + 1, max_target=max_target)
+
+
+def _api_usage(method, paths: dict[str, str], online) -> dict:
+    """Requests, retries, cache hits, tokens and cost of the API artifacts this trial used (as
+    recorded when they were built) and of its own scoring requests; `total` sums them."""
+    used = [API_TEACHER_LABEL, DEV_REFERENCES, *([API_PT_LABEL] if method.pt_specs else [])]
+    out = {label: read_usage(paths[label]) for label in used if label in paths}
+    if online is not None and hasattr(online, "usage"):
+        out["online_scoring"] = online.usage()
+    out["total"] = total_usage(list(out.values()))
+    return out
 
 
 def _read_pts(path: Path) -> dict:
@@ -239,7 +306,7 @@ def check_method_fits(method, student, teacher_config, *, shared_tokenizer: bool
 
 def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> list[list[list[int]]]:
     flat = [t for cands in texts_per_input for t in cands]
-    ids = encode(tok, flat, max_len, add_eos=False)
+    ids = encode_texts(tok, flat, max_len, add_eos=False)
     out, i = [], 0
     for cands in texts_per_input:
         out.append(ids[i : i + len(cands)])

@@ -167,9 +167,11 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
         blocks += [t for t in (ablation_display(frame, task, metrics[task], sig)
                                for task in ablation_tasks(quality)) if t]
         sections.append(Section("Pseudo-target ablation", blocks))
-    from reports.tuning import tuning_sections  # here: reports.tuning builds on this module's blocks
+    from reports.api_teacher import api_teacher_sections  # here: both build on this module's blocks
+    from reports.tuning import tuning_sections
 
     sections += tuning_sections(run_dirs, rows_by_dir, out_dir)
+    sections += api_teacher_sections(rows_by_dir)
     if results:
         sections.append(Section("All successful results", [_listing(frame)]))
     else:

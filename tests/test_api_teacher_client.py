@@ -242,3 +242,31 @@ def test_stopped_and_truncated_outputs(server, tmp_path, bpe_tokenizer):
     server.lm.eos_bias = -50.0  # never eos: cut by max_tokens
     cut = client(server, tmp_path / "cache", max_tokens=4).generate(PROMPTS[:1])[0]
     assert all(x.truncated and len(x.tokens) == 4 for x in cut)
+
+
+def test_check_model_rides_out_a_flaky_network(server, tmp_path):
+    messages = []
+    c = client(server, tmp_path / "cache", messages=messages)
+    server.inject("reset", "500", "429")
+    c.check_model()
+    assert server.requests == 4 and c.usage()["retries"] == 3 and "/models" in messages[0]
+
+
+def test_the_scoring_probe_tells_a_glitch_from_an_answer(server, tmp_path):
+    server.inject("malformed")  # one cut answer: the network, not the server's ability
+    assert client(server, tmp_path / "a").probe_scoring().supported
+    server.inject("500", "500")
+    with pytest.raises(ApiTeacherError, match="gave up after 2 attempts"):  # no answer is not a "no"
+        client(server, tmp_path / "b", max_retries=1).probe_scoring()
+
+
+def test_usage_counts_the_cost_of_cached_answers_apart(server, tmp_path):
+    prices = {"prompt_per_1m": 1.0, "completion_per_1m": 1.0}
+    first = client(server, tmp_path / "cache", prices=prices)
+    first.generate(PROMPTS)
+    again = client(server, tmp_path / "cache", prices=prices)
+    again.generate(PROMPTS)
+    u, v = first.usage(), again.usage()
+    assert v["requests"] == 0 and v["cost_usd"] == 0 and v["cache_hits"] == 3
+    assert v["all_answers"] == u["all_answers"] and u["all_answers"]["answers"] == 3
+    assert u["cost_usd"] > 0 and u["all_answers"]["cost_usd"] == pytest.approx(u["cost_usd"])

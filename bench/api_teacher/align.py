@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.api_teacher.responses import Completion
+from bench.api_teacher.responses import Completion, decode_pieces
 
 MAX_EDIT_CELLS = 1_000_000  # beyond this the differing middle of two texts is left unaligned
 
@@ -72,6 +72,23 @@ def student_tokens(tokenizer, text: str) -> tuple[list[int], list[str], list[boo
         alignable.append(not shared and stop > prev)
         prev = stop
     return ids, texts, alignable
+
+
+def student_pieces(tokenizer, ids: Sequence[int]) -> tuple[list[str], list[bool]]:
+    """Each given student id's text and whether it can be aligned, for ids the student wrote
+    itself (its own samples need not be the tokenizer's canonical split of their text).
+    "".join(texts) is the text the ids spell. Special tokens spell nothing; a byte piece of
+    a character belongs to the token that completes it and none of them can be aligned."""
+    specials = set(tokenizer.all_special_ids)
+    tokens = tokenizer.convert_ids_to_tokens(list(ids))
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    if type(decoder).__name__ != "ByteLevel":
+        texts = ["" if i in specials else t.replace("▁", " ") for i, t in zip(ids, tokens)]
+        return texts, [bool(t) for t in texts]
+    from_char = {c: b for b, c in bytes_to_unicode().items()}
+    pieces = [b"" if i in specials else bytes(from_char.get(c, 63) for c in t) for i, t in zip(ids, tokens)]
+    texts, partial = decode_pieces(pieces)
+    return texts, [bool(t) and not p and i not in specials for t, p, i in zip(texts, partial, ids)]
 
 
 def _edit_path(a: str, b: str) -> list[tuple[int, int]]:
@@ -162,17 +179,24 @@ class StudentTargets:
 
 
 def align_to_student(completion: Completion, tokenizer, *, k: int, max_len: int,
-                     vocab: dict[str, int] | None = None, pad_id: int = 0) -> StudentTargets:
+                     vocab: dict[str, int] | None = None, pad_id: int = 0,
+                     ids: Sequence[int] | None = None) -> StudentTargets:
     """Targets for `completion` on the student's tokens. Labels are the ids of its text cut to
     max_len − 1, then eos: the same as `bench.data.encode(tokenizer, [text], max_len)[0]` for
     kdbench's tokenizers. `k`: columns per row (the API's top_logprobs + 1 keeps every
-    candidate); `vocab`: `student_vocab(tokenizer)`, pass it when aligning many completions."""
+    candidate); `vocab`: `student_vocab(tokenizer)`, pass it when aligning many completions.
+    `ids`: the student's own ids of the text (a student's sample, scored by the teacher), used
+    as they are instead of re-tokenizing `completion.text`; their text must be the completion's."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the student tokenizer has no eos token; the labels end with one")
     if k < 1 or max_len < 1:
         raise ValueError(f"k and max_len must be >= 1, got k={k}, max_len={max_len}")
     vocab = student_vocab(tokenizer) if vocab is None else vocab
-    ids, texts, alignable = student_tokens(tokenizer, completion.text)
+    if ids is None:
+        ids, texts, alignable = student_tokens(tokenizer, completion.text)
+    else:
+        ids = list(ids)
+        texts, alignable = student_pieces(tokenizer, ids)
     body = ids[: max_len - 1]
     labels = np.asarray(body + [tokenizer.eos_token_id], dtype=np.int64)
     api_of = align_tokens(completion.tokens, texts) if completion.token_logprobs else [None] * len(ids)
@@ -196,8 +220,8 @@ def align_to_student(completion: Completion, tokenizer, *, k: int, max_len: int,
         kept.sort(key=lambda kv: -kv[1])  # most likely first, as kdbench's sparse teacher rows
         total = sum(p for _, p in kept)
         scale = 1.0 / total if total > 1.0 else 1.0  # API log-probs rounded past 1: renormalise
-        for c, (sid, p) in enumerate(kept):
-            topk_ids[t, c], topk_logprobs[t, c] = sid, math.log(p * scale)
+        for c, (sid, p) in enumerate(kept):  # p = 0: a log-prob so low that exp() underflows (or -inf)
+            topk_ids[t, c], topk_logprobs[t, c] = sid, math.log(p * scale) if p > 0 else -math.inf
         tail[t] = max(0.0, 1.0 - total * scale)
         aligned[t] = True
     return StudentTargets(labels, topk_ids, topk_logprobs, tail, aligned)

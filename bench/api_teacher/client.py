@@ -15,6 +15,7 @@ official `openai` package, with the care a long paid stage needs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -37,8 +38,10 @@ from bench.api_teacher.responses import (Completion, MalformedResponse, parse_ch
                                          parse_echo_score, usage_of)
 from bench.api_teacher.spec import ApiTeacherSpec
 
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise (Ray workers log INFO)
 KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{4,}")
 PROBE_PROMPT, PROBE_TEXT = "The capital of France is", " Paris, a city on the Seine."
+PROBE_MALFORMED = 3  # malformed answers to the scoring probe before it counts as "cannot score"
 # Standard parameters of the openai package's create(); anything else goes in extra_body.
 STANDARD = {"model", "messages", "prompt", "n", "temperature", "top_p", "max_tokens", "logprobs",
             "top_logprobs", "seed", "echo", "stop"}
@@ -123,6 +126,7 @@ class ApiTeacherClient:
         self._counts = dict.fromkeys(("requests", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
                                       "truncated", "failed"), 0)
         self._served: set[str] = set()
+        self._answers = {"answers": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     # ---- public API -------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], progress: Callable[[Progress], None] | None = None
@@ -148,51 +152,74 @@ class ApiTeacherClient:
         return [Completion.from_dict(rec["completions"][0]) for rec in self._run(jobs, progress)]
 
     def probe_scoring(self) -> ScoringSupport:
-        """One tiny echo request: can this server score given text? A refused key still raises."""
+        """One tiny echo request: can this server score given text? A refused key still raises, and
+        so does a request that ran out of retries (transient failures are not an answer)."""
         request = self.scoring_request(PROBE_PROMPT, PROBE_TEXT)
         where = f"{self.spec.base_url} model {self.spec.model!r}"
-        try:
-            rec = self._fetch(request, lambda b: [parse_echo_score(b, PROBE_PROMPT, PROBE_TEXT)], retry_malformed=False)
-        except ApiAuthError:
-            raise
-        except MalformedResponse as err:
-            return ScoringSupport(False, f"{where}: /completions with echo=True did not return the text's "
-                                         f"log-probs ({err})")
-        except ApiTeacherError as err:
-            return ScoringSupport(False, f"{where}: /completions with echo=True and logprobs failed: {err}")
+        for attempt in range(PROBE_MALFORMED):  # a cut answer may be the network; the same one thrice is not
+            try:
+                rec = self._fetch(request, lambda b: [parse_echo_score(b, PROBE_PROMPT, PROBE_TEXT)],
+                                  retry_malformed=False)
+                break
+            except MalformedResponse as err:
+                if attempt + 1 == PROBE_MALFORMED:
+                    return ScoringSupport(False, f"{where}: /completions with echo=True did not return the text's "
+                                                 f"log-probs ({err})")
+            except (ApiRequestError, ApiModelNotFoundError) as err:  # refused: the endpoint cannot do it
+                return ScoringSupport(False, f"{where}: /completions with echo=True and logprobs failed: {err}")
+            # a refused key, or out of retries: a flaky network says nothing about support, so it is raised
         if not rec["completions"][0]["tokens"]:
             return ScoringSupport(False, f"{where}: echo=True returned no tokens for the scored text")
         return ScoringSupport(True, f"{where} scores text with /completions echo=True")
 
     def check_model(self) -> None:
         """Fail before a long stage if the key is refused or the model is not served (GET /models).
-        A server without /models is given the benefit of the doubt: requests will tell."""
-        try:
-            listing = self._client.models.list()
-            ids = [m.id for m in listing.data]
-        except openai.APIStatusError as err:
-            if fatal := self._fatal(err, "/models"):
-                if isinstance(fatal, ApiAuthError):
-                    raise fatal from None
-            return
-        except openai.APIConnectionError as err:
-            raise ApiTeacherError(f"cannot reach {self.spec.base_url}: {self._redact(str(err))}") from None
-        if ids and self.spec.model not in ids:
+        Transient failures (429, 5xx, dropped connections) are retried like any request; a server
+        without /models is given the benefit of the doubt: requests will tell."""
+        s = self.spec
+        for attempt in range(s.max_retries + 1):
+            self.limiter.acquire()
+            self._add("requests")
+            try:
+                ids = [m.id for m in self._client.models.list().data]
+                break
+            except openai.APIStatusError as err:
+                if fatal := self._fatal(err, "/models"):
+                    if isinstance(fatal, ApiAuthError):
+                        raise fatal from None
+                    return
+                reason = f"HTTP {err.status_code}{self._server_message(err, ': ')}"
+            except openai.APIConnectionError as err:  # timeouts included
+                reason = f"connection failed ({self._redact(str(err.__cause__ or err))})"
+            if attempt == s.max_retries:
+                raise ApiTeacherError(f"cannot reach {s.base_url}/models after {s.max_retries + 1} attempts; "
+                                      f"last: {reason}") from None
+            delay = backoff_delay(attempt, s.backoff_s, s.backoff_max_s)
+            self._add("retries")
+            self.say(f"api teacher: /models {reason}; retry {attempt + 1}/{s.max_retries} in {delay:.2f}s")
+            time.sleep(delay)
+        if ids and s.model not in ids:
             shown = ", ".join(sorted(ids)[:20]) + (" ..." if len(ids) > 20 else "")
-            raise ApiModelNotFoundError(f"model {self.spec.model!r} is not served at {self.spec.base_url}; "
-                                        f"it serves: {shown}")
+            raise ApiModelNotFoundError(f"model {s.model!r} is not served at {s.base_url}; it serves: {shown}")
 
     def usage(self) -> dict[str, Any]:
         """Counts over this client's lifetime: requests sent (every attempt), retries, cache hits,
         the tokens those requests were billed for, completions returned that max_tokens cut
         (cached ones included), requests that ran out of retries, the model names the server
-        reported (e.g. a dated snapshot of "gpt-4o"), and the cost in USD when the spec has prices."""
+        reported (e.g. a dated snapshot of "gpt-4o"), and the cost in USD when the spec has prices.
+        `all_answers`: the tokens (and cost) of every answer served, cached ones included, i.e.
+        what the outputs cost when they were first fetched, in this run or an earlier one."""
         with self._lock:
             out: dict[str, Any] = dict(self._counts, served_models=sorted(self._served))
-        prices = self.spec.prices
-        out["cost_usd"] = None if prices is None else (
-            out["prompt_tokens"] * prices.prompt_per_1m + out["completion_tokens"] * prices.completion_per_1m) / 1e6
+            answers = dict(self._answers)
+        out["cost_usd"] = self._cost(out["prompt_tokens"], out["completion_tokens"])
+        out["all_answers"] = {**answers, "cost_usd": self._cost(answers["prompt_tokens"], answers["completion_tokens"])}
         return out
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        prices = self.spec.prices
+        return None if prices is None else (
+            prompt_tokens * prices.prompt_per_1m + completion_tokens * prices.completion_per_1m) / 1e6
 
     # ---- requests ---------------------------------------------------------------------------
     def generation_request(self, prompt: str) -> dict[str, Any]:
@@ -324,9 +351,13 @@ class ApiTeacherClient:
         return results  # type: ignore[return-value]
 
     def _note_model(self, record: dict[str, Any]) -> None:
-        if record.get("served_model"):
-            with self._lock:
+        """Provenance and cost of an answer served (sent now or from the cache)."""
+        with self._lock:
+            if record.get("served_model"):
                 self._served.add(str(record["served_model"]))
+            self._answers["answers"] += 1
+            for name in ("prompt_tokens", "completion_tokens"):
+                self._answers[name] += int((record.get("usage") or {}).get(name) or 0)
 
     def _add(self, name: str, count: int = 1) -> None:
         with self._lock:

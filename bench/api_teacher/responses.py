@@ -60,7 +60,7 @@ def usage_of(body: dict) -> dict[str, int]:
             "completion_tokens": int(usage.get("completion_tokens") or 0)}
 
 
-def _decode_pieces(pieces: list[bytes]) -> tuple[list[str], list[bool]]:
+def decode_pieces(pieces: list[bytes]) -> tuple[list[str], list[bool]]:
     """Token bytes → token texts, where a character split across tokens goes to the token that
     completes it and every token touching a split character is marked partial."""
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -107,7 +107,7 @@ def parse_chat(body: Any, *, n: int, logprobs: bool) -> list[Completion]:
         entries = entries or []
         try:
             pieces = [bytes(e["bytes"]) if e.get("bytes") is not None else e["token"].encode() for e in entries]
-            tokens, partial = _decode_pieces(pieces)
+            tokens, partial = decode_pieces(pieces)
             lps = [float(e["logprob"]) for e in entries]
             tops = [[(t, float(a["logprob"])) for a in (e.get("top_logprobs") or [])
                      if (t := _strict_text(a)) is not None] for e in entries]

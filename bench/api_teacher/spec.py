@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 HIDDEN_NAME = "<hidden: not an environment variable name, so it may be a key>"
 HIDDEN_KEY = "<hidden: put the key in an environment variable and name it in api_key_env>"
+HIDDEN_CREDENTIALS = "<hidden-credentials>"  # replaces user:password@ or a secret query value of base_url
 # Keys a user might paste the secret under; their values never reach an error message.
 SECRET_FIELDS = ("api_key", "key", "openai_api_key", "token", "secret", "authorization")
 OPENAI_HOST = "api.openai.com"
@@ -108,6 +109,26 @@ def build_prompts(template: PromptTemplate, sources: Sequence[str],
     return [template.render(s, [ex for ex in drawn if ex[0] != s][: template.shots]) for s in sources]
 
 
+SECRET_QUERY = re.compile(r"(?i)^(api[-_]?key|key|token|access[-_]?token|secret|password|sig|signature)$")
+
+
+def _without_credentials(url: str) -> str:
+    """`url` with user:password@ and the values of secret-looking query parameters replaced by a
+    marker, so that neither reaches an error message, a stored spec or a cached request."""
+    try:
+        parts = urlparse(url)
+    except ValueError:
+        return url
+    netloc, query = parts.netloc, parts.query
+    if "@" in netloc:
+        netloc = f"{HIDDEN_CREDENTIALS}@{netloc.rsplit('@', 1)[1]}"
+    if query:
+        query = "&".join(f"{k}={HIDDEN_CREDENTIALS}" if SECRET_QUERY.match(k) else f"{k}={v}" if eq else k
+                         for k, eq, v in (item.partition("=") for item in query.split("&")))
+    return parts._replace(netloc=netloc, query=query).geturl() if (netloc, query) != (parts.netloc, parts.query) \
+        else url
+
+
 class ApiTeacherSpec(_Strict):
     """An LLM teacher behind an OpenAI-compatible API (api.openai.com, vLLM, ...).
 
@@ -153,6 +174,8 @@ class ApiTeacherSpec(_Strict):
         for name in SECRET_FIELDS:
             if name in data:
                 data[name] = HIDDEN_KEY
+        if isinstance(data.get("base_url"), str):
+            data["base_url"] = _without_credentials(data["base_url"])
         env = data.get("api_key_env")
         if isinstance(env, str) and not ENV_NAME.match(env):
             data["api_key_env"] = HIDDEN_NAME
@@ -181,6 +204,10 @@ class ApiTeacherSpec(_Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
+        if HIDDEN_CREDENTIALS in v:
+            raise ValueError(f"base_url {v!r} carries credentials (user:password@ or a key in the query); they "
+                             f"would be stored with every cached answer: put the key in an environment "
+                             f"variable named in api_key_env (the value given is not shown)")
         url = urlparse(v)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ValueError(f"base_url {v!r} must be an http:// or https:// URL with a host, e.g. "

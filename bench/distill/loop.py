@@ -30,6 +30,7 @@ from bench.lm import bare, forward_logits
 from bench.precision import autocast
 from bench.seeding import rng_state, set_rng_state
 from bench.spec import TrainSpec
+from bench.teacher_cache import join_rows
 
 
 def student_pseudo_targets(model, inputs, *, pad_id, eos_id, max_new_tokens, device,
@@ -197,7 +198,8 @@ class TrainingRun:
         return Batch(input_ids, mask, labels, keys)
 
     def _teacher_outputs(self, batch: Batch, t_acts: dict) -> TeacherOutputs | None:
-        """Cached distributions where the cache has the row's target, the teacher run now for the rest."""
+        """Cached distributions where the cache has the row's target, the teacher run now for the rest
+        (a model's logits, or the sparse distributions of a teacher with `sparse_outputs`)."""
         if not self.needs_teacher:
             return None
         n = batch.labels.shape[0]
@@ -217,14 +219,20 @@ class TrainingRun:
                 raise ValueError("rows without cached teacher distributions need the teacher model")
             rows = torch.tensor(online, device=batch.labels.device)
             ids, mask, labels = (t.index_select(0, rows) for t in (batch.input_ids, batch.mask, batch.labels))
+            self.stats["teacher_forwards"] += len(online)
+            self.stats["teacher_source_tokens"] += int(mask.sum())
+            self.stats["teacher_target_tokens"] += int(labels.ne(IGNORE_INDEX).sum())
+            if callable(getattr(self.teacher, "sparse_outputs", None)):
+                # a teacher that answers with sparse distributions (an API): joined to the cached rows
+                parts = [(out.cached, out.cached_rows)] if out.cached is not None else []
+                parts.append((self.teacher.sparse_outputs(ids, mask, labels), rows))
+                out.cached, out.cached_rows = join_rows(parts)
+                return out
             with capture(self.teacher, self.vectors) as acts:
                 out.logits = teacher_forward(self.teacher, ids, mask, labels, pad_id=self.pad_id,
                                              sep_id=self.eos_id, noisy=self.noisy_teacher)
             t_acts.update({k: v.clone() for k, v in acts.items()})  # out of inference mode
             out.logit_rows = rows
-            self.stats["teacher_forwards"] += len(online)
-            self.stats["teacher_source_tokens"] += int(mask.sum())
-            self.stats["teacher_target_tokens"] += int(labels.ne(IGNORE_INDEX).sum())
         return out
 
     def _loss_values(self, batch: Batch) -> list[torch.Tensor]:
