@@ -15,7 +15,11 @@ QUIET_RAY_ENV = {
     "RAY_AUTH_MODE": "token",  # explicit, so Ray does not warn about enabling it
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
-    "RAY_DEDUP_LOGS_SKIP_REGEX": "State API may be temporarily unavailable|Reporting training result",
+    # the raylet's "N PYTHON worker processes have been started ... 4x the maximum expected startup
+    # concurrency" is about short-lived actors on few CPUs (a search: a Tune actor, a Train
+    # controller and workers per trial, and a fresh process per profiled model), not a fault
+    "RAY_DEDUP_LOGS_SKIP_REGEX": "State API may be temporarily unavailable|Reporting training result"
+                                 "|PYTHON worker processes have been started",
     "RAY_AIR_NEW_OUTPUT": "0",
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",
     # trials wait for resources (a busy or shrinking cluster, an autoscaler adding GPU nodes)

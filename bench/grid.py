@@ -108,7 +108,9 @@ class TrialProgress(tune.Callback):
         if result.get("status") == "ok":
             headline = result.get("headline") or "bleu"
             if result.get("bleu") is None:  # a search trial: dev only
-                what = f"dev selection value {result.get('selection_value')}"
+                value = result.get("selection_value")
+                what = f"dev selection value {value:.4g}" if isinstance(value, (int, float)) else \
+                    f"dev selection value {value}"
             else:
                 what = "" if headline == "bleu" else f"{headline} {result['headline_value']:.2f} "
                 what += f"BLEU {result['bleu']:.2f} chrF {result['chrf']:.2f}"

@@ -26,7 +26,7 @@ from pydantic import (
 from bench.api_teacher.spec import ApiTeacherSpec
 from bench.tracking import TrackingSpec
 
-PRESETS = ("default", "smoke", "full", "paper")
+PRESETS = ("default", "smoke", "full", "paper", "tune")
 
 
 class SpecError(ValueError):
@@ -106,10 +106,11 @@ class Sizes(Strict):
     """Examples per split (see tasks.base.SplitSizes). In a task entry, the sizes left out take
     that task's defaults (`kdbench list`; built-in tasks: 2000 labeled : 8000 unlabeled, the
     paper's 1:4). Dataset tasks only: `unlabeled: null` = all the rest of train, `test: null` =
-    all of the evaluation pool left after dev; `teacher_pool` must be 0 (built-in tasks only).
-    `labeled: 0` is the no-label setup (an API teacher, or a teacher trained on the pool):
-    methods that train on gold targets are refused, and with an API teacher dev selection
-    scores against the teacher's outputs for the dev inputs (test keeps the real references)."""
+    all of the evaluation pool left after dev. `teacher_pool`: teacher-only training pairs
+    (dataset tasks: 0 unless asked for). `labeled: 0` is the no-label setup (an API teacher, a
+    checkpoint, or a teacher trained on the pool): methods that train on gold targets are
+    refused, and dev selection scores against the teacher's outputs for the dev inputs (test
+    keeps the real references)."""
 
     labeled: int = Field(2000, ge=0)
     unlabeled: int | None = Field(8000, ge=0)

@@ -126,6 +126,15 @@ class Location:
     def read_json(self) -> Any:
         return json.loads(self.read_text())
 
+    def read_json_object(self) -> dict[str, Any]:
+        """The JSON object stored here, or {} when the file is missing, unreadable or not an
+        object (records a crashed writer may have left behind or never written)."""
+        try:
+            data = self.read_json()
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def write_bytes(self, data: bytes) -> None:
         """Write the whole file at once: readers see the old file or the new one, never half."""
         fs, path = self._fs()

@@ -537,7 +537,7 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
                "artifacts": artifacts, "stage_errors": errors, "versions": versions, "evaluate_test": False}
     outcomes = []
     for i, group in enumerate(todo, 1):
-        done = _read_json(tuning.join(GROUPS_DIR, f"{group.slug}.json"))
+        done = tuning.join(GROUPS_DIR, f"{group.slug}.json").read_json_object()
         if done.get("outcome"):
             print(f"[search {i}/{len(todo)}] {group.label}: finished earlier (kept)", flush=True)
             outcomes.append(done["outcome"])
@@ -835,10 +835,3 @@ def _fmt(v: Any) -> str:
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-
-def _read_json(path: Location) -> dict[str, Any]:
-    try:
-        data = path.read_json()
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -89,10 +89,10 @@ def load_search(run_dir: str | Path | Location) -> Search | None:
         files = base.join(GROUPS_DIR).files(".json")
     except OSError:
         return None
-    summary = _read_json(base.join(SUMMARY_FILE))
+    summary = base.join(SUMMARY_FILE).read_json_object()
     outcomes, trials = [], []
     for path in files:
-        data = _read_json(path)
+        data = path.read_json_object()
         if data.get("outcome"):
             outcomes.append(data["outcome"])
             trials += data.get("trials") or []
@@ -419,10 +419,3 @@ def _fmt(v: Any) -> str:
         return f"{v:.4g}"
     return str(v)
 
-
-def _read_json(path: Location) -> dict[str, Any]:
-    try:
-        data = path.read_json()
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

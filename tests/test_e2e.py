@@ -56,6 +56,7 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, ray_session, capsy
         assert set(r["artifacts"]) >= {"data", "tokenizer", "teacher"}
         assert r["versions"]["torch"] and r["config"]["train"]["steps"] == 4
         assert r["metrics"]["relative"]["compression_params"] > 1 and r["metrics"]["train"]["curve"]
+        assert r["metrics"]["peak_mem_mb"] > 0  # profiled in a fresh process: not the teacher's freed memory
         hyps = json.loads((run_dir / r["outputs_file"]).read_text())["hypotheses"]
         assert len(hyps) == len(json.loads((run_dir / "references" / "d2t.json").read_text()))
     assert f"[trial {len(METHODS)}/{len(METHODS)}" in out
@@ -91,6 +92,7 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
     data["resources"] = {"num_workers": 2, "cpus_per_worker": 0.99}
     data["storage"] = {"runs_dir": str(tmp_path / "runs"), "save_students": True}
     data["student_train"]["dev_every"] = 2  # a learning curve of several points for the trackers
+    data["eval"]["profile"] = "off"  # profiling is the other test's (a fresh process per model: seconds each)
     data["tracking"] = {"mlflow": {"tracking_uri": f"file://{tmp_path / 'mlruns'}", "experiment": "e2e"},
                         "tensorboard": {"log_dir": "tb"}}
     run_dir = tmp_path / "runs" / "custom"

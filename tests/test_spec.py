@@ -13,13 +13,18 @@ def test_presets_are_valid(name):
         assert {t.name for t in spec.tasks} == {"xsum", "squad_qg", "art"}
         assert all(t.teacher.pretrained for t in spec.tasks) and spec.resources.device == "cuda"
         assert spec.method("joint_teaching_pretrained").sources[1].start == 0
+    elif name == "tune":  # a search to start from: its search block parses against the spec
+        from bench.search import groups, parse_search
+
+        search = parse_search(spec)
+        assert search.samples and len(groups(spec)) == len(spec.methods)
     else:
         assert {t.name for t in spec.tasks} <= {"d2t", "qg"} and "joint_teaching" in spec.methods
 
 
-def test_default_preset_runs_both_tasks_in_the_paper_proportions():
+def test_default_preset_runs_three_seeds_in_the_paper_proportions():
     spec = load_preset("default")
-    assert [t.name for t in spec.tasks] == ["d2t", "qg"]
+    assert [t.name for t in spec.tasks] == ["d2t"] and spec.seeds == [0, 1, 2]
     for t in spec.tasks:
         assert (t.sizes.labeled, t.sizes.unlabeled, t.sizes.dev, t.sizes.test) == (2000, 8000, 500, 500)
 

@@ -320,7 +320,7 @@ def test_a_safe_name_keeps_the_run_directory_inside_runs_dir(tmp_path):
     assert str(new_run_dir(spec)).startswith(f"{tmp_path}/my-run_1.v2-")
 
 
-@pytest.mark.parametrize("preset", ["default", "smoke", "full", "paper"])
+@pytest.mark.parametrize("preset", ["default", "smoke", "full", "paper", "tune"])
 def test_presets_survive_a_round_trip_through_yaml(tmp_path, preset):
     spec = load_preset(preset)
     path = tmp_path / "again.yaml"
