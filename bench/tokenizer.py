@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0..3: pad, bos, eos, unk
 
@@ -29,7 +29,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path) -> Pre
     )
     fast.save_pretrained(str(out_dir))
     return fast
-
-
-def load_tokenizer(path: Path | str) -> PreTrainedTokenizerFast:
-    return AutoTokenizer.from_pretrained(str(path))

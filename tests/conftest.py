@@ -52,7 +52,8 @@ def tiny_artifacts(tmp_path_factory):
 @pytest.fixture(scope="session")
 def bpe_tokenizer(tmp_path_factory):
     """A small byte-level BPE tokenizer (400 tokens) for models built from configs."""
-    from bench.tokenizer import load_tokenizer, train_tokenizer
+    from bench.pretrained import load_tokenizer
+    from bench.tokenizer import train_tokenizer
 
     texts = ["name[The Eagle], food[French] -> The Eagle serves French food near the river."] * 20
     d = tmp_path_factory.mktemp("tok")

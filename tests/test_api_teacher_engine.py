@@ -196,7 +196,7 @@ def test_stages_write_pts_targets_and_accounting_in_the_engines_formats(cannot_s
     pts = json.loads((Path(art.paths["pseudo_targets/api"]) / "pseudo_targets.json").read_text())
     assert pts["labeled"] == [] and len(pts["unlabeled"]) == 16 and all(len(c) == 2 for c in pts["unlabeled"])
     # every cached entry was built for exactly the labels a trial makes of the stored PT text
-    from bench.tokenizer import load_tokenizer
+    from bench.pretrained import load_tokenizer
 
     tok = load_tokenizer(art.paths["tokenizer"])
     cache = TeacherCache(art.paths["teacher_cache/api-t1"])

@@ -16,7 +16,8 @@ from bench.cost import (
 from bench.data import encode
 from bench.models import build_model, config_from_spec
 from bench.spec import ModelSpec
-from bench.tokenizer import load_tokenizer, train_tokenizer
+from bench.pretrained import load_tokenizer
+from bench.tokenizer import train_tokenizer
 
 TEXTS = ["name[The Eagle], food[French], area[riverside] The Eagle serves French food by the river.",
          "answer: 1921 context: The company was founded in 1921 by Ada Lovelace. When was it founded?"] * 10

@@ -14,7 +14,8 @@ from bench.evaluate import bertscore, decode, dev_pairs, evaluate_model, rouge, 
 from bench.generation import generate_ids
 from bench.models import build_model, config_from_spec
 from bench.spec import ModelSpec
-from bench.tokenizer import load_tokenizer, train_tokenizer
+from bench.pretrained import load_tokenizer
+from bench.tokenizer import train_tokenizer
 
 HYPS = ["The Eagle is a pub near the river.", "Who founded the company in 1921?", "It serves French food."]
 REFS = [  # 3, 1 and 2 references
