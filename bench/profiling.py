@@ -14,6 +14,7 @@ with each student's costs relative to its teacher's.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def profile_models(jobs: list[dict[str, Any]], artifacts: dict[str, Any], eval_s
                                     num_beams=eval_spec["profile_num_beams"], batch_size=eval_spec["batch_size"],
                                     latency_examples=eval_spec["latency_examples"],
                                     max_new_tokens=art["lengths"]["max_target"])
-        profile["profile_threads"] = threads
+        profile.update(profile_threads=threads, profile_pid=os.getpid())
         teacher = out.get(job["teacher"]) or (teachers or {}).get(job["teacher"])
         if job["teacher"] is not None and teacher is not None:
             profile["relative"] = relative_costs(profile, teacher)

@@ -23,15 +23,17 @@ def ray_session():
 
 
 # One method of each kind through the whole Ray path (each preset also trains in-process in
-# tests/test_distill.py): gold + CE, word-level KD from the teacher cache, several beam PTs,
-# relation KD with calibrated auto-scaling, and Joint-Teaching's alternating student samples.
-GRID_METHODS = ["ft", "word_kd", "seq_kd", "seq_kd_multi", "att_kd", "joint_teaching"]
+# tests/test_distill.py, several PTs per input too): gold + CE, word-level KD from the teacher
+# cache, teacher PTs, relation KD with calibrated auto-scaling, and Joint-Teaching's alternating
+# student samples.
+GRID_METHODS = ["ft", "word_kd", "seq_kd", "att_kd", "joint_teaching"]
 
 
 def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, ray_session, capsys):
     METHODS = GRID_METHODS
     data = tiny_spec_dict(methods=METHODS, ratios=[2.0])
     data["storage"] = {"runs_dir": str(tmp_path / "runs")}
+    data["eval"]["profile"] = "off"  # profiling: tests/test_profiling.py (a fresh process per model: seconds each)
     data["study"] = {"id": "T1", "claim": "seq_kd beats ft on this tiny grid",
                      "comparisons": [{"id": "T1", "system": "seq_kd", "baseline": "ft", "expect": "better"}]}
     spec = parse_spec(data)
@@ -46,7 +48,7 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, ray_session, capsy
     assert baseline["method"] == "copy_input" and 0 <= baseline["bleu"] <= 100
     teacher = [r for r in rows if r["role"] == "teacher"]
     assert len(teacher) == 1 and teacher[0]["status"] == "ok" and teacher[0]["ratio"] == 1.0
-    assert teacher[0]["metrics"]["latency_greedy_ms"] > 0 and (run_dir / teacher[0]["outputs_file"]).exists()
+    assert (run_dir / teacher[0]["outputs_file"]).exists()
     students = {r["method"]: r for r in rows if r["role"] == "student"}
     assert set(students) == set(METHODS)
     assert all(r["status"] == "ok" for r in students.values()), {m: r.get("error") for m, r in students.items()}
@@ -55,8 +57,7 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, ray_session, capsy
         assert r["student_init"] == "random" and "|random|" in r["trial_key"]
         assert set(r["artifacts"]) >= {"data", "tokenizer", "teacher"}
         assert r["versions"]["torch"] and r["config"]["train"]["steps"] == 4
-        assert r["metrics"]["relative"]["compression_params"] > 1 and r["metrics"]["train"]["curve"]
-        assert r["metrics"]["peak_mem_mb"] > 0  # profiled in a fresh process: not the teacher's freed memory
+        assert r["metrics"]["train"]["curve"]
         hyps = json.loads((run_dir / r["outputs_file"]).read_text())["hypotheses"]
         assert len(hyps) == len(json.loads((run_dir / "references" / "d2t.json").read_text()))
     assert f"[trial {len(METHODS)}/{len(METHODS)}" in out
@@ -92,7 +93,7 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, ray_ses
     data["resources"] = {"num_workers": 2, "cpus_per_worker": 0.99}
     data["storage"] = {"runs_dir": str(tmp_path / "runs"), "save_students": True}
     data["student_train"]["dev_every"] = 2  # a learning curve of several points for the trackers
-    data["eval"]["profile"] = "off"  # profiling is the other test's (a fresh process per model: seconds each)
+    data["eval"]["profile"] = "off"  # profiling: tests/test_profiling.py
     data["tracking"] = {"mlflow": {"tracking_uri": f"file://{tmp_path / 'mlruns'}", "experiment": "e2e"},
                         "tensorboard": {"log_dir": "tb"}}
     run_dir = tmp_path / "runs" / "custom"

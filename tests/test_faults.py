@@ -33,7 +33,7 @@ def test_a_two_node_run_on_an_object_store_survives_a_killed_worker_and_a_killed
     try:
         runs = Location.of(store.uri).join("runs")
         data = tiny_spec_dict(methods=["ft", "seq_kd"])
-        data["student_train"].update(steps=60, dev_every=10, checkpoint_every=10)
+        data["student_train"].update(steps=40, dev_every=10, checkpoint_every=10)
         data["eval"]["profile"] = "off"  # costs are not what this test checks
         data["storage"] = {"runs_dir": str(runs), "artifacts_dir": str(Location.of(store.uri).join("artifacts"))}
         spec_file = tmp_path / "spec.yaml"
