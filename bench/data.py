@@ -36,6 +36,9 @@ class Lengths:
 
 
 def encode(tokenizer, texts: list[str], max_len: int, add_eos: bool = True) -> list[list[int]]:
-    """Token ids, truncated to max_len; sources keep their eos, targets are stored without it."""
+    """Token ids, truncated to max_len; sources keep their eos, targets are stored without it.
+    No texts (an empty split, e.g. labeled = 0): no ids (the tokenizer refuses an empty batch)."""
+    if not texts:
+        return []
     ids = tokenizer(texts, add_special_tokens=add_eos, truncation=True, max_length=max_len)["input_ids"]
     return [list(x) for x in ids]

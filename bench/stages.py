@@ -44,11 +44,6 @@ DEV_REFERENCES = "teacher_dev"  # labeled = 0: the teacher's outputs for the dev
 API_STAGE_VERSION = 1  # joins every API stage's key: bump when an API stage's output changes shape
 
 
-def encode_texts(tokenizer, texts: list[str], max_len: int, add_eos: bool = True) -> list[list[int]]:
-    """`bench.data.encode`, also for no texts (an empty labeled split)."""
-    return encode(tokenizer, texts, max_len, add_eos) if texts else []
-
-
 def pt_specs_needed(spec: Spec) -> list[PTSpec]:
     """Every distinct teacher-PT set the spec's methods train on."""
     return list(dict.fromkeys(pt for m in spec.methods for pt in spec.method(m).pt_specs))
@@ -186,7 +181,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     tok = load_tokenizer(tok_art.path)
 
     def encoded_inputs(split: str) -> list[list[int]]:
-        return encode_texts(tok, splits.sources(split), out.lengths.max_source)
+        return encode(tok, splits.sources(split), out.lengths.max_source)
 
     if entry.teacher.api is not None:  # an LLM behind an API: no model, no training
         _api_teacher_stages(spec, entry, out, stage, splits, tok, tok_art.hash, data.hash, store_root, say)
@@ -291,7 +286,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                             extra_meta=lambda d: {"flops": json.loads((d / "generation.json").read_text()).get("flops", 0.0)})
 
     # teacher caches: top-k teacher distributions along gold targets and teacher PTs
-    gold_targets = encode_texts(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target,
+    gold_targets = encode(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target,
                                 add_eos=False)
     by_slug = {pt.slug: pt for pt in needed}
     cache_spec = spec.teacher_cache
@@ -300,7 +295,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
         if name == "gold":
             return {"labeled": (encoded_inputs("labeled"), [[t] for t in gold_targets])}
         pts = json.loads((pt_arts[by_slug[name]].path / "pseudo_targets.json").read_text())
-        return {s: (encoded_inputs(s), [encode_texts(tok, c, out.lengths.max_target, add_eos=False) for c in pts[s]])
+        return {s: (encoded_inputs(s), [encode(tok, c, out.lengths.max_target, add_eos=False) for c in pts[s]])
                 for s in ("labeled", "unlabeled")}
 
     def build_cache(name: str, temperature: float, d: Path) -> None:

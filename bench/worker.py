@@ -19,10 +19,10 @@ import ray.train
 import torch
 from ray.train import Checkpoint
 
-from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_SLUG, API_TEACHER_LABEL, USAGE_FILE,
-                                     needs_scoring, read_description, read_usage, reads_aligned_targets, total_usage)
+from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_SLUG, API_TEACHER_LABEL, needs_scoring,
+                                     read_description, read_usage, reads_aligned_targets, total_usage)
 from bench.artifacts import local_artifact
-from bench.data import Lengths, load_splits, read_jsonl
+from bench.data import Lengths, encode, load_splits, read_jsonl
 from bench.distill.declare import method_from_definition
 from bench.distill.loop import TrainingRun
 from bench.distill.methods import RELATION_KINDS
@@ -35,7 +35,7 @@ from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
 from bench.seeding import seed_everything
 from bench.spec import TrainSpec, quality_settings
-from bench.stages import DEV_REFERENCES, encode_texts
+from bench.stages import DEV_REFERENCES
 from bench.storage import Location
 from bench.student_init import make_student, parse_init
 from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
@@ -124,8 +124,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer
     splits = load_splits(paths["data"])
     enc = {
-        "inputs": {s: encode_texts(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
-        "gold": {"labeled": encode_texts(tok, [r["target"] for r in splits.splits["labeled"]],
+        "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
+        "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
                                          lengths.max_target, add_eos=False)},
         "teacher_pts": {},
     }
@@ -195,9 +195,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
         metrics.update(api_teacher_usage=_api_usage(method, paths, teacher))
         if method.pt_specs:  # every teacher-PT source read the API's PT set (K = pts_per_input)
             metrics["pt_source"] = "api"
-            if pts is not None:
-                k = json.loads((Path(paths[API_PT_LABEL]) / USAGE_FILE).read_text())["pts_per_input"]
-                metrics.update(pt_strategy="api", pt_k=k)
+            if pts is not None:  # the description's spec is the one the PT set was keyed by
+                metrics.update(pt_strategy="api", pt_k=api["spec"]["pts_per_input"])
     if cfg.get("save_to"):  # the distilled student, usable with from_pretrained (profiled after the grid)
         save_model(bare(student), tok, cfg["save_to"])
         if cfg.get("keep_student", True):
@@ -306,7 +305,7 @@ def check_method_fits(method, student, teacher_config, *, shared_tokenizer: bool
 
 def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> list[list[list[int]]]:
     flat = [t for cands in texts_per_input for t in cands]
-    ids = encode_texts(tok, flat, max_len, add_eos=False)
+    ids = encode(tok, flat, max_len, add_eos=False)
     out, i = [], 0
     for cands in texts_per_input:
         out.append(ids[i : i + len(cands)])
