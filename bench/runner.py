@@ -53,10 +53,11 @@ def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "(top level)"]
 
 
-def check_resume(run_dir: Location, spec: Spec, allow_changed: bool) -> bool:
+def check_resume(run_dir: Location, spec: Spec, allow_changed: bool, remedy: str | None = None) -> bool:
     """Whether `run_dir` holds an earlier run of this spec (so this one resumes it). A run dir
     whose stored spec differs is refused, naming the fields that changed, unless
-    `allow_changed` (the changed trials then run under new keys: keys include config hashes)."""
+    `allow_changed` (the changed trials then run under new keys: keys include config hashes).
+    `remedy`: what the refusal tells the user to do instead (default: a `kdbench run`'s options)."""
     import yaml
 
     stored = run_dir.join(SPEC_FILE)
@@ -68,9 +69,10 @@ def check_resume(run_dir: Location, spec: Spec, allow_changed: bool) -> bool:
     fields = [f for f in changed_fields(old, new) if not f.startswith(NOT_RESULTS)]
     if fields and not allow_changed:
         shown = ", ".join(fields[:12]) + (f" and {len(fields) - 12} more" if len(fields) > 12 else "")
-        raise SpecError(f"run dir {run_dir} holds a run of another spec (changed: {shown}); resume it with its "
-                        f"own spec (kdbench run --resume {run_dir}), choose another --run-dir, or pass "
-                        f"--allow-changed-spec to run the changed trials under new keys beside the old rows")
+        remedy = remedy or (f"resume it with its own spec (kdbench run --resume {run_dir}), choose another "
+                            f"--run-dir, or pass --allow-changed-spec to run the changed trials under new keys "
+                            f"beside the old rows")
+        raise SpecError(f"run dir {run_dir} holds a run of another spec (changed: {shown}); {remedy}")
     return True
 
 

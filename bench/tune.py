@@ -497,7 +497,7 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
     """Run the search of `spec` (its `search:` block); returns where best.yaml is. `run_dir`: a
     path or storage URI (an existing one resumes: finished groups are kept)."""
     from bench.environment import hardware, library_versions
-    from bench.runner import artifacts_dir, check_resources, check_storage, init_ray, prepare_all
+    from bench.runner import artifacts_dir, check_resources, check_resume, check_storage, init_ray, prepare_all
     from bench.storage import writable
     from reports import build_report
 
@@ -512,6 +512,9 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
         problem = writable(loc)
         if problem:
             raise SpecError(f"the {what} {loc} cannot be written: {problem}")
+    # finished groups are kept by (task, ratio, method, init) only: a changed spec would mix two searches
+    check_resume(run_dir, spec, allow_changed=False,
+                 remedy="a search resumes only with the spec it started with; choose another --run-dir")
     run_dir.join("spec.yaml").write_text(spec_to_yaml(spec))
     versions = library_versions()
     meta = {"run_id": run_dir.name, "spec_name": spec.name, "kind": "tune", "started_at": _now(),

@@ -251,3 +251,23 @@ def test_the_report_section_reads_the_stored_search(tmp_path):
     titles = [getattr(b, "title", None) for b in section.blocks]
     assert "Early stopping (ASHA)" in titles and "Best configuration so far" in titles
     assert (tmp_path / "tuning_trials.csv").exists()
+
+
+def test_a_search_resumed_with_a_changed_spec_is_refused_before_any_work(tmp_path):
+    """Finished groups are found by (task, ratio, method, init) alone, so resuming a search dir
+    with another search space would mix two searches in best.yaml: refused, naming the field."""
+    from bench.spec import spec_to_yaml
+    from bench.tune import tune
+
+    space = {"space": {"student_train.lr": {"loguniform": [1e-4, 1e-2]}}}
+    first = spec_with({**space, "samples": 2}, methods=("ft",))
+    run_dir = tmp_path / "search"
+    run_dir.mkdir()
+    (run_dir / "spec.yaml").write_text(spec_to_yaml(first))
+    with pytest.raises(SpecError, match=r"changed: search\.samples.*search resumes only with the spec"):
+        tune(spec_with({**space, "samples": 3}, methods=("ft",)), run_dir=run_dir)
+    assert yaml_of(run_dir) == spec_to_yaml(first)  # the stored spec is untouched
+
+
+def yaml_of(run_dir) -> str:
+    return (run_dir / "spec.yaml").read_text()
