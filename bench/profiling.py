@@ -130,9 +130,10 @@ def profile_run(run_dir: Path, rows: list[dict], artifacts: dict[str, Any], spec
     profiles: dict[str, dict[str, Any]] = {}
     for job in jobs:  # teachers first (models_to_profile), so that students find theirs
         teacher = {job["teacher"]: profiles[job["teacher"]]} if job["teacher"] in profiles else None
-        profiles.update(ray.get(task.remote([job], artifacts, spec.eval.model_dump(), device=res.device,
-                                            precision=res.precision, threads=threads, teachers=teacher)))
-    write_profiles(run_dir, profiles)
+        done_now = ray.get(task.remote([job], artifacts, spec.eval.model_dump(), device=res.device,
+                                       precision=res.precision, threads=threads, teachers=teacher))
+        write_profiles(run_dir, done_now)  # stored as measured: a driver that dies keeps what it profiled
+        profiles.update(done_now)
     for job in jobs:
         p = profiles[job["trial_key"]]
         speed = p.get("relative", {}).get("speedup_greedy")

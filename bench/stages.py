@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
-from bench.data import Lengths, encode, load_splits, save_splits, write_jsonl
+from bench.data import Lengths, encode, load_splits, read_jsonl, save_splits, write_jsonl
 from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
@@ -41,6 +41,15 @@ from tasks import Task
 STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
                  "teacher_dev": 1, "teacher_eval": 3}
 DEV_REFERENCES = "teacher_dev"  # labeled = 0: the teacher's outputs for the dev inputs, references of dev selection
+
+
+def write_dev_references(d: Path, dev: list[dict], texts: list[str]) -> None:
+    """The DEV_REFERENCES artifact: each dev input with the teacher's output as its one reference."""
+    write_jsonl(d / "dev.jsonl", [{"source": r["source"], "references": [t]} for r, t in zip(dev, texts)])
+
+
+def read_dev_references(d: str | Path) -> list[dict]:
+    return read_jsonl(Path(d) / "dev.jsonl")
 API_STAGE_VERSION = 1  # joins every API stage's key: bump when an API stage's output changes shape
 
 
@@ -327,7 +336,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                                     eos_id=tok.eos_token_id, max_new_tokens=out.lengths.max_target,
                                     num_beams=spec.eval.num_beams, batch_size=spec.eval.batch_size, device=device)
             texts = decode(tok, [o[0] for o in outs])
-            write_jsonl(d / "dev.jsonl", [{"source": r["source"], "references": [t]} for r, t in zip(dev, texts)])
+            write_dev_references(d, dev, texts)
 
         stage("teacher_dev", {"teacher": teacher_art.hash, "data": data.hash, "num_beams": spec.eval.num_beams,
                               "lengths": asdict(out.lengths), **runtime}, build_dev, label=DEV_REFERENCES)
@@ -366,7 +375,7 @@ def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage:
     every artifact (`response_cache_dir`), so a crash loses nothing and a rerun sends nothing.
     A client (which reads the key from the environment) is made only when something is built."""
     from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_TEACHER_LABEL, DESCRIPTION_FILE,
-                                         PT_MAPPING, USAGE_FILE, greedy, needs_scoring, public_url,
+                                         PT_MAPPING, USAGE_FILE, greedy, needs_scoring,
                                          reads_aligned_targets, response_cache_dir, total_usage, write_aligned_targets,
                                          write_outputs, write_pseudo_targets)
 
@@ -436,7 +445,7 @@ def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage:
         def build_dev(d: Path) -> None:
             dev = splits.splits["dev"]
             texts, record = write_outputs(client(evaluated), task, [r["source"] for r in dev], labeled, what="dev")
-            write_jsonl(d / "dev.jsonl", [{"source": r["source"], "references": [t]} for r, t in zip(dev, texts)])
+            write_dev_references(d, dev, texts)
             write_json(d / USAGE_FILE, record)
 
         dev_key = {"api_stage": API_STAGE_VERSION, "api": evaluated.hash_key(task), "data": data_hash}
@@ -472,7 +481,7 @@ def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage:
     cache_stats = json.loads((cache_art.path / "index.json").read_text())["stats"] if cache_art else {}
     shots = api.prompt_for(task).shots
     out.api_teacher = {
-        "model": api.model, "endpoint": {"base_url": public_url(api.base_url), "kind": api.endpoint},
+        "model": api.model, "endpoint": {"base_url": api.base_url, "kind": api.endpoint},  # the spec refuses credentials in it
         "served_models": sorted({m for u in usage.values() if u for m in u.get("served_models", [])}),
         "usage": {**usage, "total": total_usage(list(usage.values()))},
         "aligned_share": cache_stats.get("aligned_share"),

@@ -22,7 +22,7 @@ from ray.train import Checkpoint
 from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_SLUG, API_TEACHER_LABEL, needs_scoring,
                                      read_description, read_usage, reads_aligned_targets, total_usage)
 from bench.artifacts import local_artifact
-from bench.data import Lengths, encode, load_splits, read_jsonl
+from bench.data import Lengths, encode, load_splits
 from bench.distill.declare import method_from_definition
 from bench.distill.loop import TrainingRun
 from bench.distill.methods import RELATION_KINDS
@@ -35,7 +35,7 @@ from bench.precision import autocast, autocast_dtype
 from bench.pretrained import load_config, load_model, load_tokenizer, same_tokenizer
 from bench.seeding import seed_everything
 from bench.spec import TrainSpec, quality_settings
-from bench.stages import DEV_REFERENCES
+from bench.stages import DEV_REFERENCES, read_dev_references
 from bench.storage import Location
 from bench.student_init import make_student, parse_init
 from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
@@ -153,7 +153,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
             for p in teacher.parameters():
                 p.requires_grad_(False)
     # labeled = 0: dev selection scores against the teacher's outputs for the dev inputs
-    dev_rows = read_jsonl(Path(paths[DEV_REFERENCES]) / "dev.jsonl") if DEV_REFERENCES in paths else \
+    dev_rows = read_dev_references(paths[DEV_REFERENCES]) if DEV_REFERENCES in paths else \
         splits.splits["dev"]
 
     losses = [(term.build(spec.label_smoothing, spec.loss_normalization, shape_of(teacher_config).heads),
@@ -275,7 +275,7 @@ def _api_usage(method, paths: dict[str, str], online) -> dict:
     recorded when they were built) and of its own scoring requests; `total` sums them."""
     used = [API_TEACHER_LABEL, DEV_REFERENCES, *([API_PT_LABEL] if method.pt_specs else [])]
     out = {label: read_usage(paths[label]) for label in used if label in paths}
-    if online is not None and hasattr(online, "usage"):
+    if online is not None:  # an ApiScoringTeacher
         out["online_scoring"] = online.usage()
     out["total"] = total_usage(list(out.values()))
     return out

@@ -73,13 +73,6 @@ def response_cache_dir(store_root) -> Path:
     return root.local_path / RESPONSES_DIR if root.is_local else cache_root() / RESPONSES_DIR
 
 
-def public_url(url: str) -> str:
-    """`url` without user info (the spec refuses credentials in base_url; this is a backstop)."""
-    from urllib.parse import urlparse
-
-    parts = urlparse(url)
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
-
 
 # ---------------------------------------------------------------------------- plain values
 
