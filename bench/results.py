@@ -134,10 +134,6 @@ def with_profiles(rows: list[dict[str, Any]], run_dir: RunDir) -> list[dict[str,
     return out
 
 
-def write_json_atomic(path: RunDir, data: Any) -> None:
-    Location.of(path).write_json(data)
-
-
 def write_outputs(run_dir: RunDir, trial_key: str, hypotheses: list[str],
                   references: list[list[str]] | None = None, bleu_tokenize: str | None = None) -> str:
     """Store a trial's test outputs (aligned with `references/<task>.json`, for paired

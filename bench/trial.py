@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import ray.train
@@ -105,7 +104,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     spec = context["spec"]
     res = spec["resources"]
     start = time.time()
-    row: dict[str, Any] = {"trial_key": trial_key(task, method, ratio, seed, init), "role": "student", "task": task,
+    row: dict[str, Any] = {"trial_key": key, "role": "student", "task": task,
                            "method": method, "ratio": ratio, "seed": seed, "student_init": init,
                            "config": {"spec_name": spec["name"]}, "artifacts": art["hashes"] if art else {},
                            "versions": context["versions"], "run_id": context["run_id"]}
