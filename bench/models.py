@@ -4,7 +4,7 @@ A student keeps the teacher's architecture family and vocabulary and has teacher
 ratio parameters (±10%), in one of three shapes:
 
 * `balanced` (default) — deep encoder, shallow decoder: the encoder keeps
-  round(L_enc / √ratio) layers, the decoder round(L_dec / ratio) (at least one each), and the
+  round(L_enc / √ratio) layers, the decoder ⌊L_dec / ratio⌋ (at least one each), and the
   width is sized to hit the parameter target. Decoding runs the decoder once per output token
   and the encoder once per input, so the decoder takes the larger cut: that is where batch-1
   latency goes (the paper's decoder-pruning finding, S2; Kasai et al. 2021, "Deep encoder,
@@ -142,9 +142,7 @@ def plan_decoder_only(teacher_config: PretrainedConfig, ratio: float, max_positi
     teacher = shape_of(teacher_config)
     teacher_params = count_params(teacher_config)
     target = teacher_params / ratio
-    enc = max(1, min(teacher.encoder_layers, round(teacher.encoder_layers / math.sqrt(ratio))))
-    dec = max(1, min(teacher.decoder_layers, round(teacher.decoder_layers / ratio), enc))
-    layers = enc + dec
+    layers = sum(balanced_depths(teacher, ratio))
     ids = dict(bos_token_id=teacher_config.bos_token_id, eos_token_id=teacher_config.eos_token_id,
                pad_token_id=teacher_config.pad_token_id)
 
@@ -196,9 +194,8 @@ def plan_student(teacher_config: PretrainedConfig, ratio: float, shape: str = "b
             depths = [min(above, key=lambda d: _params_at(teacher_config, teacher, teacher.d_model, *d))] \
                 if above else [(1, 1)]
     elif shape == "balanced":
-        enc = max(1, min(teacher.encoder_layers, round(teacher.encoder_layers / math.sqrt(ratio))))
-        dec = max(1, min(teacher.decoder_layers, round(teacher.decoder_layers / ratio), enc))
-        depths = [(enc, dec), *_shallower(enc, dec)]
+        first = balanced_depths(teacher, ratio)
+        depths = [first, *_shallower(*first)]
     else:
         depths = [(teacher.encoder_layers, teacher.decoder_layers),
                   *_shallower(teacher.encoder_layers, teacher.decoder_layers)]
@@ -220,6 +217,14 @@ def plan_student(teacher_config: PretrainedConfig, ratio: float, shape: str = "b
             f"the smallest student — use a smaller ratio or a larger teacher"
         )
     return StudentPlan(with_shape(teacher_config, chosen), n, teacher_params, ratio)
+
+
+def balanced_depths(teacher: Shape, ratio: float) -> tuple[int, int]:
+    """The `balanced` shape's (encoder, decoder) layers: round(L_enc / √ratio) and ⌊L_dec / ratio⌋,
+    at least 1 each and the decoder no deeper than the encoder. The decoder is rounded down because
+    each of its layers is paid once per generated token (6+6 at ×4 → 3+1)."""
+    enc = max(1, min(teacher.encoder_layers, round(teacher.encoder_layers / math.sqrt(ratio))))
+    return enc, max(1, min(teacher.decoder_layers, math.floor(teacher.decoder_layers / ratio + 1e-9), enc))
 
 
 def _shaped(teacher: Shape, d: int, enc: int, dec: int) -> Shape:

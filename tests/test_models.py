@@ -35,9 +35,9 @@ def test_width_students_keep_the_teachers_depth(tok):
     assert (s.encoder_layers, s.decoder_layers) == (3, 3) and s.d_model < 128
 
 
-@pytest.mark.parametrize("ratio,layers", [(2, (4, 3)), (4, (3, 2)), (8, (2, 1))])
+@pytest.mark.parametrize("ratio,layers", [(2, (4, 3)), (3, (3, 2)), (4, (3, 1)), (8, (2, 1))])
 def test_balanced_students_have_a_deep_encoder_and_a_shallow_decoder(tok, ratio, layers):
-    """Encoder depth ÷ √ratio, decoder depth ÷ ratio (rounded, ≥ 1), width sized to the target."""
+    """Encoder depth ÷ √ratio (rounded), decoder depth ÷ ratio (rounded down), ≥ 1 each, width sized to the target."""
     teacher = config_from_spec(ModelSpec(d_model=128, ffn_dim=512, encoder_layers=6, decoder_layers=6), tok)
     plan = plan_student(teacher, ratio)
     s = shape_of(plan.config)
