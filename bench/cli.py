@@ -116,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     from bench.environment import quiet_ray_env
 
     quiet_ray_env(verbose=getattr(args, "verbose", False))  # before anything imports ray
+    from bench.runner import RunStopped  # light: the spec's own imports
     from bench.spec import SpecError
 
     try:
         if args.command == "run" and args.tuned is not None:
-            from bench.runner import RunStopped, run
+            from bench.runner import run
             from bench.tune import load_tuned, tuned_cells, tuned_stage_spec
 
             if args.study or args.resume:
@@ -133,14 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             cells = tuned_cells(spec, tuned, args.tuned)
             print(f"tuned configurations from {args.tuned} (tune run {tuned.get('tune_run')}): {len(cells)} cell(s)",
                   flush=True)
-            try:
-                run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
-                    cells=cells, allow_changed_spec=args.allow_changed_spec)
-            except RunStopped as err:
-                print(f"kdbench: stopped: {err}", file=sys.stderr)
-                return 3
+            run(tuned_stage_spec(spec, cells), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
+                cells=cells, allow_changed_spec=args.allow_changed_spec)
         elif args.command == "run" and args.study:
-            from bench.runner import RunStopped, run
+            from bench.runner import run
             from bench.studies import load_study, study_names
 
             if args.spec or args.preset or args.resume:
@@ -156,25 +153,17 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 spec = _with_storage(args, load_study(name, scale, tasks, tasks_from))
                 print(f"study {name} ({scale}): {spec.study['claim']}", flush=True)
-                try:
-                    run(spec, run_dir=args.run_dir if len(names) == 1 else None, address=args.address,
-                        verbose=args.verbose, allow_changed_spec=args.allow_changed_spec)
-                except RunStopped as err:
-                    print(f"kdbench: stopped: {err}", file=sys.stderr)
-                    return 3
+                run(spec, run_dir=args.run_dir if len(names) == 1 else None, address=args.address,
+                    verbose=args.verbose, allow_changed_spec=args.allow_changed_spec)
         elif args.command == "run":
-            from bench.runner import RunStopped, run
+            from bench.runner import run
 
             if args.resume:
                 if args.spec or args.preset:
                     raise SpecError("--resume takes the run's own stored spec; give no spec or --preset")
                 args.spec, args.run_dir = _stored_spec(args.resume), args.resume
-            try:
-                run(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
-                    allow_changed_spec=args.allow_changed_spec)
-            except RunStopped as err:
-                print(f"kdbench: stopped: {err}", file=sys.stderr)
-                return 3
+            run(_load(args), run_dir=args.run_dir, address=args.address, verbose=args.verbose,
+                allow_changed_spec=args.allow_changed_spec)
         elif args.command == "tune":
             from bench.tune import tune
 
@@ -225,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as err:
         print(f"kdbench: {err}", file=sys.stderr)
         return 2
+    except RunStopped as err:  # a grid or search stopped early; what it wrote is kept
+        print(f"kdbench: stopped: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

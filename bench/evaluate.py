@@ -21,6 +21,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 
 from bench.data import Lengths, encode
 from bench.generation import generate_ids
+from bench.spec import check_bertscore_model
 
 logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per call
 # sacreBLEU warns about pre-tokenized text on every call; the data stage says it once per task instead
@@ -90,19 +91,6 @@ def rouge(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dic
         for kind in ROUGE_TYPES:
             totals[kind] += best[kind].fmeasure
     return {**{k: 100 * v / len(hypotheses) for k, v in totals.items()}, "rouge_signature": ROUGE_SIGNATURE}
-
-
-def check_bertscore_model(model_path: str | Path) -> Path:
-    """The local BERTScore model directory, or a FileNotFoundError saying how to provide it.
-    kdbench never downloads a scoring model: evaluation must not depend on the network."""
-    path = Path(model_path).expanduser()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"BERTScore model {str(model_path)!r} is not available locally (no config.json in that "
-            f"directory). kdbench does not download scoring models: on a machine with network run e.g. "
-            f"`huggingface-cli download roberta-large --local-dir {model_path}`, make the directory "
-            f"readable on every node, and point the BERTScore model setting at it (or leave BERTScore off)")
-    return path
 
 
 def bertscore(hypotheses: Sequence[str], references: Sequence[Sequence[str]], model_path: str | Path, *,

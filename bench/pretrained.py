@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from bench.lm import is_seq2seq
+from bench.spec import looks_local
 
 
 class ModelUnavailableError(OSError):
@@ -36,14 +37,10 @@ def _hub_context(name_or_path: str):
     return (hub_offline_mode() if reason else nullcontext()), reason
 
 
-def _looks_local(name: str) -> bool:
-    return Path(name).expanduser().exists() or name.startswith(("/", "./", "../", "~"))
-
-
 def _unavailable(what: str, name: str, reason: str | None, err: Exception) -> ModelUnavailableError:
     from huggingface_hub import constants
 
-    if _looks_local(name):
+    if looks_local(name):
         state = "does not exist" if not Path(name).expanduser().exists() else f"cannot be loaded ({err})"
         return ModelUnavailableError(f"{what} {name!r}: the local directory {state}; give a directory "
                                      f"written by save_pretrained (config, weights and tokenizer files)")

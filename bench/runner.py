@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -93,6 +92,13 @@ def init_ray(spec: Spec, address: str | None, verbose: bool) -> None:
         ray.init(object_store_memory=1_000_000_000, include_dashboard=False, **kwargs)
 
 
+def largest_node_cpus() -> float:
+    """The CPUs of the cluster's largest live node (a Train worker or a stage job runs on one)."""
+    import ray
+
+    return max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+
+
 def check_resources(spec: Spec) -> None:
     """Fail before any work, with a one-line SpecError naming the field, when the cluster cannot
     host one trial: a Train worker needs `cpus_per_worker` CPUs on one node, a trial
@@ -104,7 +110,7 @@ def check_resources(spec: Spec) -> None:
 
     res = spec.resources
     cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
-    node_cpus = max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=cpus)
+    node_cpus = largest_node_cpus() or cpus
     if res.cpus_per_worker > node_cpus + 1e-9:
         raise SpecError(f"resources.cpus_per_worker = {res.cpus_per_worker:g}: a Train worker runs on one node and "
                         f"the largest node has {node_cpus:g} CPUs; allowed: at most {node_cpus:g}")
@@ -126,8 +132,7 @@ def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[
 
     from bench.stages import prepare_task
 
-    # a stage job runs on one node: at most the CPUs of the largest node
-    cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1) or 1
+    cpus = largest_node_cpus() or 1  # a stage job runs on one node
     total = ray.cluster_resources().get("CPU", 1)
     stage_cpus = spec.resources.stage_cpus or max(1, math.floor(total / len(spec.tasks)))
     gpus = 1 if spec.resources.device == "cuda" else 0
@@ -220,6 +225,23 @@ def _params(model_dir: str) -> int:
     return count_params(load_config(model_dir, "teacher"))
 
 
+def start_run_dir(spec: Spec, run_dir: Location, store_root: Location, allow_changed: bool,
+                  remedy: str | None = None, **extra) -> tuple[bool, dict[str, Any]]:
+    """Before any work (a run's or a search's): both storage places are writable, a resumed
+    run dir holds this spec (`check_resume`); then the spec and run.json (`extra` added) are
+    stored. Returns (resumed, the run.json dict)."""
+    for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)):
+        problem = writable(loc)
+        if problem:
+            raise SpecError(f"the {what} {loc} cannot be written: {problem}")
+    resumed = check_resume(run_dir, spec, allow_changed, remedy)
+    run_dir.join(SPEC_FILE).write_text(spec_to_yaml(spec))
+    meta = {"run_id": run_dir.name, "spec_name": spec.name, **extra, "started_at": now(),
+            "hardware": hardware(), "versions": library_versions(), "artifacts_dir": str(store_root)}
+    write_meta(run_dir, meta)
+    return resumed, meta
+
+
 def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str | None = None, verbose: bool = False,
         cells: list[dict[str, Any]] | None = None, allow_changed_spec: bool = False) -> Path | str:
     """Run the whole experiment; returns the report's path (or URI). `run_dir` (a path or a
@@ -237,22 +259,13 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
     check_tracking(spec.tracking)  # a missing tracking backend fails before any work
     run_dir = Location.of(run_dir) if run_dir is not None else new_run_dir(spec)
     store_root = artifacts_dir(spec)
-    for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)):
-        problem = writable(loc)
-        if problem:
-            raise SpecError(f"the {what} {loc} cannot be written: {problem}")
-    resumed = check_resume(run_dir, spec, allow_changed_spec)
-    run_dir.join(SPEC_FILE).write_text(spec_to_yaml(spec))
+    resumed, meta = start_run_dir(spec, run_dir, store_root, allow_changed_spec,
+                                  **({"study": spec.study} if spec.study else {}))
     if cells is not None:  # a tuned run: `--resume` must run the same cells, not the plain grid
         run_dir.join(CELLS_FILE).write_json(cells, indent=2)
     elif resumed:
         cells = stored_cells(run_dir)
-    versions = library_versions()
-    meta = {"run_id": run_dir.name, "spec_name": spec.name, "started_at": _now(),
-            "hardware": hardware(), "versions": versions, "artifacts_dir": str(store_root)}
-    if spec.study:
-        meta["study"] = spec.study
-    _write_meta(run_dir, meta)
+    versions = meta["versions"]
     print(f"run {run_dir.name}{' (resumed)' if resumed else ''}: {grid_size(spec)} trials + {len(spec.tasks)} "
           f"teacher(s); run dir {run_dir}; shared artifacts in {store_root}", flush=True)
 
@@ -296,8 +309,8 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
     else:
         run_dir.join(STUDENTS_DIR).delete()
     print(f"profiles done in {time.time() - t2:.1f}s", flush=True)
-    meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
-    _write_meta(run_dir, meta)
+    meta.update(finished_at=now(), wall_seconds=time.time() - t0)
+    write_meta(run_dir, meta)
     report = build_report([run_dir])
     if spec.tracking.mlflow is not None:
         print(f"report logged to MLflow run {_log_report(spec, tracking_dir, run_dir)}", flush=True)
@@ -334,9 +347,9 @@ def check_storage(run_dir: Location, store_root: Location, spec: Spec) -> None:
                         f"s3://bucket/runs) or, on NFS, set storage.shared_filesystem: true")
 
 
-def _now() -> str:
+def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _write_meta(run_dir: Location, meta: dict) -> None:
+def write_meta(run_dir: Location, meta: dict) -> None:
     run_dir.join("run.json").write_json(meta, indent=2)

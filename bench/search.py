@@ -38,6 +38,7 @@ i), so every method sees the same values of the parameters they share; a grid la
 from __future__ import annotations
 
 import hashlib
+import json
 import importlib.util
 import itertools
 import math
@@ -58,6 +59,15 @@ FIXED_TRAIN_FIELDS = {
     "dev_metric_examples": "it decides the dev set every trial is scored on",
 }
 MAX_GRID_POINTS = 100_000
+# where a search's records live (written by bench.tune, read by reports.tuning, which imports no Ray)
+TUNING_DIR = "tuning"  # RUN_DIR/tuning: everything the search leaves
+GROUPS_DIR = "groups"  # RUN_DIR/tuning/groups/<group slug>.json: a finished group (outcome + trial records)
+SUMMARY_FILE = "tuning.json"  # RUN_DIR/tuning/tuning.json: the search as a whole
+
+
+def budgets_equal(outcomes: list[dict[str, Any]]) -> bool:
+    """Whether every group had the same allotted budget (samples, time, concurrency, scheduler)."""
+    return len({json.dumps(o["budget"], sort_keys=True) for o in outcomes}) <= 1
 
 
 class _Strict(BaseModel):

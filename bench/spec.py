@@ -217,7 +217,7 @@ class TeacherSpec(Strict):
         return self.reference or ModelSpec()
 
 
-def _looks_local(name: str) -> bool:
+def looks_local(name: str) -> bool:
     """A path, not a Hub name: it exists here, or is written as one (/…, ./…, ../…, ~…)."""
     return Path(name).expanduser().exists() or name.startswith(("/", "./", "../", "~"))
 
@@ -225,7 +225,7 @@ def _looks_local(name: str) -> bool:
 def missing_local_model(name: str) -> str | None:
     """Why `name`, a model given by local path, cannot be loaded (None: fine, or a Hub name —
     those are looked up when the model is loaded, which may need the network)."""
-    if not _looks_local(name):
+    if not looks_local(name):
         return None
     path = Path(name).expanduser()
     if not path.exists():
@@ -234,6 +234,19 @@ def missing_local_model(name: str) -> str | None:
     if not (path / "config.json").is_file():
         return "this local path is not a model directory written by save_pretrained (no config.json in it)"
     return None
+
+
+def check_bertscore_model(model_path: str | Path) -> Path:
+    """The local BERTScore model directory, or a FileNotFoundError saying how to provide it.
+    kdbench never downloads a scoring model: evaluation must not depend on the network."""
+    path = Path(model_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"BERTScore model {str(model_path)!r} is not available locally (no config.json in that "
+            f"directory). kdbench does not download scoring models: on a machine with network run e.g. "
+            f"`huggingface-cli download roberta-large --local-dir {model_path}`, make the directory "
+            f"readable on every node, and point the BERTScore model setting at it (or leave BERTScore off)")
+    return path
 
 
 def _check_bleu_tokenize(v: str | None) -> str | None:
@@ -532,8 +545,6 @@ class EvalSpec(Strict):
     @field_validator("bertscore_model")
     @classmethod
     def _local_bertscore_model(cls, v: str | None) -> str | None:
-        from bench.evaluate import check_bertscore_model
-
         if v is not None:
             try:
                 check_bertscore_model(v)

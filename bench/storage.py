@@ -97,17 +97,6 @@ class Location:
         fs, path = self._fs()
         return fs.get_file_info(path).type != pafs.FileType.NotFound
 
-    def is_file(self) -> bool:
-        fs, path = self._fs()
-        return fs.get_file_info(path).type == pafs.FileType.File
-
-    def makedirs(self) -> None:
-        fs, path = self._fs()
-        try:
-            fs.create_dir(path, recursive=True)
-        except OSError as err:
-            raise StorageError(f"cannot create {self.uri}: {err}") from None
-
     def read_bytes(self) -> bytes:
         fs, path = self._fs()
         try:

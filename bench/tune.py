@@ -48,14 +48,13 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 from ray.tune.search import Searcher
 
 from bench.grid import TRIAL_CPU, TrialProgress, concurrency
-from bench.search import Group, Param, SearchSpec, draw_random, grid_points, groups, overrides_from, parse_search
-from bench.spec import Spec, SpecError, spec_to_yaml
+from bench.runner import RunStopped
+from bench.search import (GROUPS_DIR, SUMMARY_FILE, TUNING_DIR, Group, Param, SearchSpec, budgets_equal, draw_random,
+                          grid_points, groups, overrides_from, parse_search)
+from bench.spec import Spec, SpecError
 from bench.storage import Location
 
 OBJECTIVE = "objective"
-TUNING_DIR = "tuning"  # RUN_DIR/tuning: everything the search leaves
-GROUPS_DIR = "groups"  # RUN_DIR/tuning/groups/<group slug>.json: a finished group (outcome + trial records)
-SUMMARY_FILE = "tuning.json"  # RUN_DIR/tuning/tuning.json: the search as a whole
 BEST_FILE = "best.yaml"
 RESOURCE_WAIT_S = 30.0
 
@@ -237,16 +236,14 @@ class DevSearch(Searcher):
     time budget stopped without a value (Optuna then records it as pruned, with the
     intermediate values it saw)."""
 
-    def __init__(self, inner: Searcher, mode: str, stored_value=None):
+    def __init__(self, inner: Searcher, mode: str):
         super().__init__(metric=OBJECTIVE, mode="max")
-        self.inner, self.dev_mode, self.stored_value = inner, mode, stored_value
-        self.searched: dict[str, dict] = {}
+        self.inner, self.dev_mode = inner, mode
 
     def suggest(self, trial_id):
         found = self.inner.suggest(trial_id)
         if found is None or found == Searcher.FINISHED:
             return found
-        self.searched[trial_id] = dict(found)
         return {"searched": dict(found)}
 
     def on_trial_result(self, trial_id, result):
@@ -262,10 +259,8 @@ class DevSearch(Searcher):
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         final = bool(result) and "status" in result
+        # a configuration trained before reports its stored row's value (`run_trial`)
         value = dev_objective(result, self.dev_mode) if final else None
-        if final and value is None and result.get("reused") and self.stored_value:
-            stored = self.stored_value(self.searched.get(trial_id, {}))  # a configuration trained before
-            value = None if stored is None else (stored if self.dev_mode == "max" else -stored)
         error = error or (final and result.get("status") != "ok")
         self.inner.on_trial_complete(trial_id, {**result, OBJECTIVE: value} if value is not None else None,
                                      error=error)
@@ -496,9 +491,8 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
          verbose: bool = False, out: str | Path | None = None) -> Location:
     """Run the search of `spec` (its `search:` block); returns where best.yaml is. `run_dir`: a
     path or storage URI (an existing one resumes: finished groups are kept)."""
-    from bench.environment import hardware, library_versions
-    from bench.runner import artifacts_dir, check_resources, check_resume, check_storage, init_ray, prepare_all
-    from bench.storage import writable
+    from bench.runner import (artifacts_dir, check_resources, check_storage, init_ray, now, prepare_all,
+                               start_run_dir, write_meta)
     from reports import build_report
 
     if spec.search is None:
@@ -508,18 +502,10 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
         Location.of(spec.storage.runs_dir).join(f"{spec.name}-tune-{time.strftime('%Y%m%d-%H%M%S')}")
     tuning = run_dir.join(TUNING_DIR)
     store_root = artifacts_dir(spec)
-    for what, loc in (("run dir", run_dir), ("artifacts dir", store_root)):
-        problem = writable(loc)
-        if problem:
-            raise SpecError(f"the {what} {loc} cannot be written: {problem}")
     # finished groups are kept by (task, ratio, method, init) only: a changed spec would mix two searches
-    check_resume(run_dir, spec, allow_changed=False,
-                 remedy="a search resumes only with the spec it started with; choose another --run-dir")
-    run_dir.join("spec.yaml").write_text(spec_to_yaml(spec))
-    versions = library_versions()
-    meta = {"run_id": run_dir.name, "spec_name": spec.name, "kind": "tune", "started_at": _now(),
-            "hardware": hardware(), "versions": versions, "artifacts_dir": str(store_root)}
-    run_dir.join("run.json").write_json(meta, indent=2)
+    _, meta = start_run_dir(spec, run_dir, store_root, allow_changed=False, kind="tune",
+                            remedy="a search resumes only with the spec it started with; choose another --run-dir")
+    versions = meta["versions"]
     todo = groups(spec)
     print(f"tune {run_dir.name}: {len(todo)} group(s) × {search.budget(spec.methods[0]).describe()} each "
           f"({search.algorithm} search, {'ASHA' if search.scheduler.kind == 'asha' else 'no early stopping'}, "
@@ -547,7 +533,11 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
             continue
         print(f"[search {i}/{len(todo)}] {group.label}: {', '.join(p.path + ' ~ ' + p.dist.describe() for p in search.space(group.method))}",
               flush=True)
-        outcomes.append(run_group(spec, search, group, context, conc, tuning, verbose, exclusive_cluster=local))
+        try:
+            outcomes.append(run_group(spec, search, group, context, conc, tuning, verbose, exclusive_cluster=local))
+        except RunStopped as stopped:
+            raise RunStopped(f"{stopped}; every row and finished group so far is kept: once the run dir is writable "
+                             f"again, resume the search with the same spec and `--run-dir {run_dir}`") from None
     summary = {"tune_run": run_dir.name, "tune_dir": str(run_dir), "spec_name": spec.name,
                "search": search.to_yaml(), "concurrency": conc, "groups": outcomes,
                "budgets_equal": budgets_equal(outcomes), "wall_seconds": time.time() - t0}
@@ -557,8 +547,8 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
         copy = Location.of(out)
         copy.write_text(best.read_text())
         best = copy
-    meta.update(finished_at=_now(), wall_seconds=time.time() - t0)
-    run_dir.join("run.json").write_json(meta, indent=2)
+    meta.update(finished_at=now(), wall_seconds=time.time() - t0)
+    write_meta(run_dir, meta)
     report = build_report([run_dir])
     print(f"report: {report}", flush=True)
     print(f"best configurations: {best}\nnext: kdbench run --tuned {best}", flush=True)
@@ -577,8 +567,7 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
                             search.scheduler.reduction_factor, search.scheduler.brackets)
     else:
         scheduler = FIFOScheduler()
-    searcher = DevSearch(make_searcher(search, params, budget.samples), search.mode,
-                         stored_value=lambda searched: _stored_value(tuning, group, searched))
+    searcher = DevSearch(make_searcher(search, params, budget.samples), search.mode)
     res = spec.resources
     worker = {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.device == "cuda" else {})}
     janitor = StoppedTrialJanitor(worker, res.num_workers)
@@ -594,7 +583,8 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
                                     max_concurrent_trials=group_conc, time_budget_s=budget.time_budget_s,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
         run_config=ray_tune.RunConfig(name=group.slug, storage_path=str(tuning / "tune"), verbose=1 if verbose else 0,
-                                  callbacks=[progress, recorder], failure_config=ray_tune.FailureConfig(max_failures=1)),
+                                  callbacks=[progress, recorder], failure_config=ray_tune.FailureConfig(max_failures=1),
+                                  stop=progress.stop),  # the run dir cannot be written: stop (bench.grid)
     )
     start = time.time()
     try:
@@ -602,6 +592,8 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
     finally:
         progress.wait()
     wall = time.time() - start
+    if progress.stop.reason:
+        raise RunStopped(progress.stop.reason)
     janitor.finish(RESOURCE_WAIT_S / 3 if exclusive_cluster else RESOURCE_WAIT_S, exclusive_cluster)
     resources = {**wait_for_resources(), "reclaimed_from_stopped_trials": janitor.reclaimed}
     tuning.join("students").delete()  # search students are never used again
@@ -639,11 +631,6 @@ def choose(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     failed and unfinished trials are never chosen; nothing here reads a test metric."""
     done = [r for r in records if r["status"] == "completed" and r.get("objective") is not None]
     return max(done, key=lambda r: (r["objective"], -r["index"])) if done else None
-
-
-def budgets_equal(outcomes: list[dict[str, Any]]) -> bool:
-    """Whether every group had the same allotted budget (samples, time, concurrency, scheduler)."""
-    return len({json.dumps(o["budget"], sort_keys=True) for o in outcomes}) <= 1
 
 
 def wait_for_resources(timeout: float | None = None) -> dict[str, Any]:
@@ -696,17 +683,6 @@ def _with_rows(records: list[dict], tuning: Location, group: Group) -> list[dict
             if not rec["curve"]:
                 rec["curve"] = (metrics.get("train") or {}).get("curve") or []
     return sorted(records, key=lambda r: r["index"])
-
-
-def _stored_value(tuning: Location, group: Group, searched: dict) -> float | None:
-    from bench.results import read_rows
-
-    key = json.dumps(searched, sort_keys=True)
-    for row in read_rows(tuning, profiles=False):
-        t = row.get("tuning") or {}
-        if row["status"] == "ok" and t.get("group") == group.key and json.dumps(t.get("searched"), sort_keys=True) == key:
-            return ((row.get("metrics") or {}).get("selection") or {}).get("value")
-    return None
 
 
 def _group_line(outcome: dict, search: SearchSpec) -> str:
@@ -833,8 +809,3 @@ def tuned_stage_spec(spec: Spec, cells: list[dict[str, Any]]) -> Spec:
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-

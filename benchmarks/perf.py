@@ -242,11 +242,15 @@ def bench_d(size: Size, tmp: Path) -> float:
     rows = [r for r in read_rows(run_dir) if r["role"] == "student"]
     overheads = [r["wall_seconds"] - r["metrics"]["overhead"]["train"] - r["metrics"]["overhead"]["evaluation"]
                  for r in rows if r["status"] == "ok"]
+    from benchmarks.train_floor import train_floor
+
+    floor = train_floor(str(tmp / "floor"), cpus_per_worker=spec.resources.cpus_per_worker)
     ratio = grid / plain
-    per_trial = plain / len(spec.methods)
-    print(f"(d) {len(spec.methods)} trials of ~{per_trial:.0f}s: Ray Tune + Train {grid:.1f}s, plain process "
-          f"{plain:.1f}s → {ratio:.2f}× (fixed cost per trial inside Tune: "
-          f"{sum(overheads) / max(1, len(overheads)):.1f}s: worker start, setup, teardown)")
+    n = len(spec.methods)
+    print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "
+          f"{ratio:.2f}×; fixed cost per trial {(grid - plain) / n:.1f}s (inside the Tune function: "
+          f"{sum(overheads) / max(1, len(overheads)):.1f}s of worker start, setup, teardown), of which Ray Tune + "
+          f"Train around an empty function: {floor:.1f}s")
     import ray
 
     ray.shutdown()

@@ -19,6 +19,7 @@ from reports.ablation import (
     ablation_plot,
     ablation_tasks,
 )
+from reports.background import Background
 from reports.compute import (
     COMPUTE_FILE,
     compute_display,
@@ -129,12 +130,15 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     metrics = headlines(ok_rows(frame))
     checks = teacher_checks(frame, metrics)
     withheld = {task: check.problem for task, check in checks.items() if check.problem}
+    quality = quality_frame(frame, metrics)
+    points = compute_points(frame, metrics)
+    # the figures need no statistics: drawn alongside them (reports.background)
+    drawing = Background(lambda: _figures(rows_by_dir, frame, quality, points, metrics, out_dir), "drawing the figures")
     store = ScoreStore(out_dir / CACHE_DIR,
                        read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs if isinstance(d, Path)])
     cells = build_cells(frame, metrics, store)
     store.flush()
     sig = significance(frame, metrics, withheld=withheld, cells=cells)
-    quality = quality_frame(frame, metrics)
     sections: list[Section] = []
     if merge_notes:
         sections.append(Section("Merged runs", list(merge_notes)))
@@ -146,8 +150,7 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
             results[task] = main.data
             sections.append(_task_section(frame, task, metrics[task], main, withheld.get(task)))
 
-    points = compute_points(frame, metrics)
-    figures = _figures(rows_by_dir, frame, quality, points, metrics, out_dir)
+    figures = drawing.result()
     by_file = {f.path.name: f for f in figures}
     quality_figs = [by_file[n] for n in (PLOT_FILE, BARS_FILE) if n in by_file]
     if quality_figs:

@@ -13,7 +13,6 @@ report's runs name in their `tuning.tune_dir`.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from bench.search import GROUPS_DIR, SUMMARY_FILE, TUNING_DIR, budgets_equal
 from bench.storage import Location
 
-TUNING_DIR = "tuning"
-SUMMARY_FILE = "tuning.json"
-GROUPS_DIR = "groups"
 TRIALS_CSV = "tuning_trials.csv"
 PROGRESS_FILE = "tuning_best_so_far.png"
 SENSITIVITY_FILE = "tuning_sensitivity.png"
@@ -346,7 +343,7 @@ def tuning_sections(run_dirs: list[Path], rows_by_dir: dict[Any, list[dict[str, 
         sched = s.get("scheduler") or {}
         equal = search.summary.get("budgets_equal")
         if equal is None:
-            equal = len({json.dumps(o["budget"], sort_keys=True) for o in search.outcomes}) <= 1
+            equal = budgets_equal(search.outcomes)
         early = (f"ASHA at training steps (grace period {sched.get('grace_period') or 'the first dev evaluation'}, "
                  f"reduction factor {sched.get('reduction_factor')})" if sched.get("kind", "asha") == "asha"
                  else "no early stopping")

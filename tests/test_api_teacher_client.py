@@ -222,13 +222,13 @@ def test_an_invalid_request_stops_the_run(server, tmp_path):
 def test_pseudo_target_stage_few_shot_with_aligned_targets(server, tmp_path, bpe_tokenizer):
     c = client(server, tmp_path / "cache", prompt={"template": "{examples}\n{input} ->", "shots": 1})
     labeled = [{"source": "name[The Eagle]", "target": "The Eagle is near the river."}]
-    pts = api_pseudo_targets(c, "d2t", ["food[French]", "name[The Eagle]"], labeled=labeled,
-                             tokenizer=bpe_tokenizer, max_len=8)
+    pts = api_pseudo_targets(c, "d2t", ["food[French]", "name[The Eagle]"], labeled=labeled)
     assert pts.prompts[0] == "Input: name[The Eagle]\nOutput: The Eagle is near the river.\nfood[French] ->"
     assert pts.prompts[1] == "\nname[The Eagle] ->"  # the labeled input is not shown its own target
-    assert [len(t) for t in pts.texts] == [2, 2] and len(pts.targets[0]) == 2
-    assert all(t.topk_ids.shape[1] == 4 and len(t.labels) <= 8 for ts in pts.targets for t in ts)
-    assert 0 < pts.aligned_share <= 1 and pts.usage["requests"] == 2
+    assert [len(t) for t in pts.texts] == [2, 2] and pts.usage["requests"] == 2
+    targets = [align_to_student(x, bpe_tokenizer, k=4, max_len=8) for cs in pts.completions for x in cs]
+    assert all(t.topk_ids.shape[1] == 4 and len(t.labels) <= 8 for t in targets)
+    assert 0 < sum(t.aligned_share for t in targets) / len(targets) <= 1
     assert pts.truncated == [[c.truncated for c in cs] for cs in c.generate(pts.prompts)]
 
 

@@ -101,7 +101,7 @@ def test_every_group_gets_the_same_budget_and_the_same_shared_values():
     ft = [draw_random(search.space("ft"), search.seed, i)["student_train.lr"] for i in range(5)]
     jt = [draw_random(search.space("joint_teaching"), search.seed, i)["student_train.lr"] for i in range(5)]
     assert ft == jt and len(set(ft)) == 5 and all(1e-4 <= v <= 1e-2 for v in ft)
-    from bench.tune import budgets_equal
+    from bench.search import budgets_equal
 
     same = {"samples": 5, "time_budget_s": 600, "concurrency": 2}
     assert budgets_equal([{"budget": same}, {"budget": dict(same)}])

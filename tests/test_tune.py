@@ -107,6 +107,23 @@ def test_best_yaml_round_trips_into_run(tuned, capsys):
     assert "### Chosen configurations retrained" in md and "## Hyperparameter search: search" in md
 
 
+def test_a_search_whose_run_dir_cannot_take_rows_stops_and_says_how_to_resume(tuned, tiny_artifacts, tmp_path,
+                                                                              capsys):
+    """The run dir breaks under the search (here its rows folder is a file, which root cannot
+    write into either): the trials' rows cannot be stored, so the search stops at once with the
+    reason and how to resume (exit 3) instead of going on and recording its trials as unfinished."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(search_spec(tiny_artifacts[2], tmp_path / "runs")))
+    run_dir = tmp_path / "runs" / "broken"
+    (run_dir / "tuning").mkdir(parents=True)
+    (run_dir / "tuning" / "rows").write_text("not a folder")
+    assert main(["tune", str(spec), "--run-dir", str(run_dir)]) == 3
+    err = capsys.readouterr().err
+    assert "kdbench: stopped: cannot store the row of" in err and f"--run-dir {run_dir}" in err
+    assert not (run_dir / "tuning" / "groups").exists()  # no group recorded as finished
+    assert not (run_dir / "best.yaml").exists()
+
+
 def test_shuffled_test_references_leave_the_choice_unchanged(tiny_artifacts, tmp_path):
     """What a search trial computes (`distill` with evaluate_test False) for three learning
     rates, on the task's data and on a copy whose test references are shuffled among inputs:

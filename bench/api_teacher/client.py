@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     import openai
@@ -42,6 +42,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per reques
 KEY_LIKE = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{4,}")
 PROBE_PROMPT, PROBE_TEXT = "The capital of France is", " Paris, a city on the Seine."
 PROBE_MALFORMED = 3  # malformed answers to the scoring probe before it counts as "cannot score"
+T = TypeVar("T")
 # Standard parameters of the openai package's create(); anything else goes in extra_body.
 STANDARD = {"model", "messages", "prompt", "n", "temperature", "top_p", "max_tokens", "logprobs",
             "top_logprobs", "seed", "echo", "stop"}
@@ -176,31 +177,14 @@ class ApiTeacherClient:
         """Fail before a long stage if the key is refused or the model is not served (GET /models).
         Transient failures (429, 5xx, dropped connections) are retried like any request; a server
         without /models is given the benefit of the doubt: requests will tell."""
-        s = self.spec
-        for attempt in range(s.max_retries + 1):
-            self.limiter.acquire()
-            self._add("requests")
-            try:
-                ids = [m.id for m in self._client.models.list().data]
-                break
-            except openai.APIStatusError as err:
-                if fatal := self._fatal(err, "/models"):
-                    if isinstance(fatal, ApiAuthError):
-                        raise fatal from None
-                    return
-                reason = f"HTTP {err.status_code}{self._server_message(err, ': ')}"
-            except openai.APIConnectionError as err:  # timeouts included
-                reason = f"connection failed ({self._redact(str(err.__cause__ or err))})"
-            if attempt == s.max_retries:
-                raise ApiTeacherError(f"cannot reach {s.base_url}/models after {s.max_retries + 1} attempts; "
-                                      f"last: {reason}") from None
-            delay = backoff_delay(attempt, s.backoff_s, s.backoff_max_s)
-            self._add("retries")
-            self.say(f"api teacher: /models {reason}; retry {attempt + 1}/{s.max_retries} in {delay:.2f}s")
-            time.sleep(delay)
-        if ids and s.model not in ids:
+        try:
+            ids = self._retrying("/models", lambda: [m.id for m in self._client.models.list().data])
+        except (ApiModelNotFoundError, ApiRequestError):  # no /models here
+            return
+        if ids and self.spec.model not in ids:
             shown = ", ".join(sorted(ids)[:20]) + (" ..." if len(ids) > 20 else "")
-            raise ApiModelNotFoundError(f"model {s.model!r} is not served at {s.base_url}; it serves: {shown}")
+            raise ApiModelNotFoundError(f"model {self.spec.model!r} is not served at {self.spec.base_url}; "
+                                        f"it serves: {shown}")
 
     def usage(self) -> dict[str, Any]:
         """Counts over this client's lifetime: requests sent (every attempt), retries, cache hits,
@@ -268,21 +252,38 @@ class ApiTeacherClient:
             self._add("cache_hits")
             self._note_model(record)
             return record
+
+        def attempt() -> dict[str, Any]:
+            body = self._send(request)
+            if isinstance(body, dict):
+                for name, count in usage_of(body).items():
+                    self._add(name, count)
+            completions = parse(body)
+            return {"request": request, "served_model": body.get("model"), "usage": usage_of(body),
+                    "completions": [c.to_dict() for c in completions]}
+
+        record = self._retrying(request["path"], attempt, retry_malformed=retry_malformed, stop=stop)
+        self._note_model(record)
+        self.cache.put(key, record)
+        return record
+
+    def _retrying(self, path: str, attempt: Callable[[], T], *, retry_malformed: bool = True,
+                  stop: threading.Event | None = None) -> T:
+        """`attempt()` (one request to `path`) until it succeeds: transient failures are retried
+        with backoff (at least the server's Retry-After, which also pauses the other workers);
+        a fatal status is raised at once, after setting `stop`, which workers check before every
+        attempt; out of retries: `ApiTeacherError` with the last reason."""
         s = self.spec
-        for attempt in range(s.max_retries + 1):
+        for n in range(s.max_retries + 1):
             if stop is not None and stop.is_set():
                 raise _Cancelled()
             self.limiter.acquire()
             self._add("requests")
             retry_after = None
             try:
-                body = self._send(request)
-                if isinstance(body, dict):
-                    for name, count in usage_of(body).items():
-                        self._add(name, count)
-                completions = parse(body)
+                return attempt()
             except openai.APIStatusError as err:
-                if fatal := self._fatal(err, request["path"]):
+                if fatal := self._fatal(err, path):
                     if stop is not None:
                         stop.set()
                     raise fatal from None
@@ -296,23 +297,16 @@ class ApiTeacherClient:
                 if not retry_malformed:
                     raise
                 reason = f"malformed response: {err}"
-            else:
-                record = {"request": request, "served_model": body.get("model"), "usage": usage_of(body),
-                          "completions": [c.to_dict() for c in completions]}
-                self._note_model(record)
-                self.cache.put(key, record)
-                return record
-            if attempt == s.max_retries:
+            if n == s.max_retries:
                 break
-            delay = backoff_delay(attempt, s.backoff_s, s.backoff_max_s)
+            delay = backoff_delay(n, s.backoff_s, s.backoff_max_s)
             if retry_after is not None:
                 delay = max(delay, retry_after)
                 self.limiter.pause_until(time.monotonic() + retry_after)
             self._add("retries")
-            self.say(f"api teacher: {reason}; retry {attempt + 1}/{s.max_retries} in {delay:.2f}s")
+            self.say(f"api teacher: {path}: {reason}; retry {n + 1}/{s.max_retries} in {delay:.2f}s")
             time.sleep(delay)
-        raise ApiTeacherError(f"{s.base_url}{request['path']}: gave up after {s.max_retries + 1} attempts; "
-                              f"last: {reason}")
+        raise ApiTeacherError(f"{s.base_url}{path}: gave up after {s.max_retries + 1} attempts; last: {reason}")
 
     def _run(self, jobs: list[tuple[dict, Callable]], progress: Callable[[Progress], None] | None
              ) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.api_teacher.align import StudentTargets, align_to_student, student_vocab
+from bench.api_teacher.align import align_to_student, student_vocab
 from bench.api_teacher.responses import Completion
 from bench.api_teacher.spec import ApiTeacherSpec, build_prompts
 
@@ -76,44 +76,34 @@ def response_cache_dir(store_root) -> Path:
 
 # ---------------------------------------------------------------------------- plain values
 
+def share(flags: Sequence[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0
+
+
 @dataclass
 class ApiPseudoTargets:
     prompts: list[str]                 # the prompt each input was sent as
     texts: list[list[str]]             # K pseudo-targets per input
     truncated: list[list[bool]]        # cut by max_tokens (finish_reason "length")
-    targets: list[list[StudentTargets]] | None  # per PT, when a student tokenizer was given
     usage: dict[str, Any]              # ApiTeacherClient.usage() after the stage
-    completions: list[list[Completion]] | None = None  # the answers themselves (tokens, log-probs)
+    completions: list[list[Completion]]  # the answers themselves (tokens, log-probs)
 
     @property
-    def aligned_share(self) -> float | None:
-        """Mean share of aligned label positions over all PTs (None without targets)."""
-        if not self.targets:
-            return None
-        shares = [t.aligned_share for ts in self.targets for t in ts]
-        return sum(shares) / len(shares) if shares else None
+    def truncated_share(self) -> float:
+        """The share of pseudo-targets cut by max_tokens."""
+        return share([t for ts in self.truncated for t in ts])
 
 
 def api_pseudo_targets(client, task: str, sources: Sequence[str], *,
-                       labeled: Sequence[Mapping[str, Any]] | None = None, tokenizer=None,
-                       max_len: int | None = None, progress: Callable | None = None) -> ApiPseudoTargets:
+                       labeled: Sequence[Mapping[str, Any]] | None = None,
+                       progress: Callable | None = None) -> ApiPseudoTargets:
     """PTs of `client` (an ApiTeacherClient) for `sources` of `task`; few-shot examples come
-    from `labeled`. With a student `tokenizer` (and `max_len`, the target length limit), each PT
-    also gets its aligned targets (k = top_logprobs + 1 columns)."""
-    spec = client.spec
-    prompts = build_prompts(spec.prompt_for(task), sources, labeled)
+    from `labeled`. (Aligning them to a student's tokens is `write_aligned_targets`' job, from
+    the stored answers.)"""
+    prompts = build_prompts(client.spec.prompt_for(task), sources, labeled)
     completions = client.generate(prompts, progress) if prompts else []
-    targets = None
-    if tokenizer is not None:
-        if max_len is None:
-            raise ValueError("aligning PTs to the student needs max_len (the task's max_target_tokens)")
-        if not spec.logprobs:
-            raise ValueError("aligned targets need the API's tokens: set logprobs: true in the API teacher spec")
-        vocab = student_vocab(tokenizer)
-        targets = [[align_to_student(c, tokenizer, k=spec.top_logprobs + 1, max_len=max_len, vocab=vocab)
-                    for c in cs] for cs in completions]
     return ApiPseudoTargets(prompts, [[c.text for c in cs] for cs in completions],
-                            [[c.truncated for c in cs] for cs in completions], targets, client.usage(), completions)
+                            [[c.truncated for c in cs] for cs in completions], client.usage(), completions)
 
 
 # ---------------------------------------------------------------------------- artifact bodies
@@ -148,10 +138,9 @@ def write_pseudo_targets(client, task: str, splits, out_dir: Path, *, say: Calla
     with gzip.open(out_dir / COMPLETIONS_FILE, "wt", encoding="utf-8") as fh:
         json.dump({s: [[c.to_dict() for c in cs] for cs in completions[cut]] for s, cut in by_split.items()},
                   fh, ensure_ascii=False)
-    flat = [t for ts in pts.truncated for t in ts]
     record = {"usage": pts.usage, "inputs": len(sources), "pts_per_input": client.spec.pts_per_input,
               "temperature": client.spec.temperature, "top_p": client.spec.top_p,
-              "truncated_share": sum(flat) / len(flat) if flat else 0.0, "mapping": PT_MAPPING}
+              "truncated_share": pts.truncated_share, "mapping": PT_MAPPING}
     (out_dir / USAGE_FILE).write_text(json.dumps(record, indent=2))
     return record
 
@@ -165,7 +154,8 @@ def write_aligned_targets(pt_dir: Path, tokenizer, out_dir: Path, *, k: int, max
         completions = json.load(fh)
     vocab = student_vocab(tokenizer)
     sets: dict[str, list] = {}
-    aligned = positions = truncated = outputs = 0
+    aligned = positions = 0
+    truncated: list[bool] = []
     for split, per_input in completions.items():
         sets[split] = []
         for cands in per_input:
@@ -173,11 +163,11 @@ def write_aligned_targets(pt_dir: Path, tokenizer, out_dir: Path, *, k: int, max
             for c in map(Completion.from_dict, cands):
                 t = align_to_student(c, tokenizer, k=k, max_len=max_target, vocab=vocab)
                 aligned, positions = aligned + int(t.aligned.sum()), positions + len(t.labels)
-                truncated, outputs = truncated + c.truncated, outputs + 1
+                truncated.append(c.truncated)
                 with np.errstate(divide="ignore"):
                     entries.append((t.labels, t.topk_ids, t.topk_logprobs, np.log(t.tail_mass)))
             sets[split].append(entries)
-    stats = {"aligned_share": aligned / max(1, positions), "truncated_share": truncated / max(1, outputs),
+    stats = {"aligned_share": aligned / max(1, positions), "truncated_share": share(truncated),
              "source": "api", "unaligned": "one-hot on the pseudo-target token"}
     return write_teacher_cache(out_dir, {API_SLUG: sets}, k=k, dtype=dtype, vocab_size=len(tokenizer),
                                max_target=max_target, stats=stats)
@@ -191,9 +181,8 @@ def write_outputs(client, task: str, sources: Sequence[str], labeled: Sequence[M
 
     out = api_pseudo_targets(client, task, sources, labeled=labeled,
                              progress=progress_printer(say, f"[{task}] api teacher {what}"))
-    flat = [t for ts in out.truncated for t in ts]
     return [ts[0].strip() for ts in out.texts], {"usage": out.usage, "inputs": len(sources),
-                                          "truncated_share": sum(flat) / len(flat) if flat else 0.0}
+                                          "truncated_share": out.truncated_share}
 
 
 # ---------------------------------------------------------------------------- reading back
