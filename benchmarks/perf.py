@@ -244,7 +244,8 @@ def bench_d(size: Size, tmp: Path) -> float:
                  for r in rows if r["status"] == "ok"]
     from benchmarks.train_floor import train_floor
 
-    floor = train_floor(str(tmp / "floor"), cpus_per_worker=spec.resources.cpus_per_worker)
+    floor = train_floor(str(tmp / "floor"), trials=2 if size.grid_steps > 50 else 1,
+                        cpus_per_worker=spec.resources.cpus_per_worker)
     ratio = grid / plain
     n = len(spec.methods)
     print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "

@@ -112,8 +112,11 @@ def test_a_search_whose_run_dir_cannot_take_rows_stops_and_says_how_to_resume(tu
     """The run dir breaks under the search (here its rows folder is a file, which root cannot
     write into either): the trials' rows cannot be stored, so the search stops at once with the
     reason and how to resume (exit 3) instead of going on and recording its trials as unfinished."""
+    data = search_spec(tiny_artifacts[2], tmp_path / "runs")
+    data["search"]["space"] = {"student_train.lr": {"choice": [GOOD]}}  # one trial is enough to break
+    data["student_train"].update(steps=4)
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(search_spec(tiny_artifacts[2], tmp_path / "runs")))
+    spec.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "runs" / "broken"
     (run_dir / "tuning").mkdir(parents=True)
     (run_dir / "tuning" / "rows").write_text("not a folder")
