@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.modelcard import card_metrics, seed_summary, write_model_card
-from bench.results import read_rows
+from bench.results import read_rows, same_system
 
 EXPORT_FILE = "kdbench_export.json"  # why this student was chosen, next to its weights
 
@@ -74,16 +74,6 @@ def student_dir(run_dir: Path, row: dict[str, Any]) -> Path | None:
             return candidate
     raise FileNotFoundError(f"the saved student of {row['trial_key']} is missing: neither {recorded} "
                             f"nor {run_dir / 'students' / Path(recorded).name} holds a model")
-
-
-def same_system(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Seeds of one system (see the results contract: equal `system_hash`, when recorded)."""
-    keys = ("task", "method", "ratio", "student_init")
-    if any(a.get(k) != b.get(k) for k in keys):
-        return False
-    if a.get("system_hash") or b.get("system_hash"):
-        return a.get("system_hash") == b.get("system_hash")
-    return a.get("run_id") == b.get("run_id")
 
 
 def export_best(run_dir: Path | str, to_dir: Path | str, task: str | None = None, by: str = "dev",

@@ -247,6 +247,7 @@ def write_run_cards(run_dir, rows: list[Mapping[str, Any]]) -> int:
     them. Returns how many were written."""
     import tempfile
 
+    from bench.results import same_system
     from bench.storage import Location
 
     ok = [r for r in rows if r.get("status") == "ok"]
@@ -256,8 +257,7 @@ def write_run_cards(run_dir, rows: list[Mapping[str, Any]]) -> int:
         where = (row.get("metrics") or {}).get("student_dir")
         if row.get("role") != "student" or not where:
             continue
-        seeds = [r for r in ok if r.get("role") == "student" and r.get("system_hash") == row.get("system_hash")
-                 and r.get("system_hash")]
+        seeds = [r for r in ok if r.get("role") == "student" and same_system(r, row)]
         summary = seed_summary(seeds, card_metrics(row)) if len(seeds) > 1 else None
         target = Location.of(where)
         if target.is_local:

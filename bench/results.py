@@ -214,3 +214,13 @@ def load_hypotheses(run_dir: RunDir, row: dict[str, Any]) -> list[str] | None:
     if data.get("trial_key") not in (None, row.get("trial_key")):
         return None
     return [str(h) for h in data["hypotheses"]]
+
+
+def same_system(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Seeds of one system (see the results contract: equal `system_hash`, when recorded)."""
+    keys = ("task", "method", "ratio", "student_init")
+    if any(a.get(k) != b.get(k) for k in keys):
+        return False
+    if a.get("system_hash") or b.get("system_hash"):
+        return a.get("system_hash") == b.get("system_hash")
+    return a.get("run_id") == b.get("run_id")

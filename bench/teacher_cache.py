@@ -299,13 +299,7 @@ class TeacherCaches:
             groups.setdefault(target_set, []).append(r)
         if len(groups) == 1:
             return self.caches[next(iter(groups))].lookup(keys, labels, device)
-        k = max(self.caches[g].k for g in groups)
-        rows, width = labels.shape
-        out = SparseTopK(torch.zeros(rows, width, k, dtype=torch.long, device=device),
-                         torch.full((rows, width, k), NEG, device=device), torch.full((rows, width), NEG, device=device),
-                         next(iter(self.caches.values())).temperature)
-        for target_set, idx in groups.items():
-            part = self.caches[target_set].lookup([keys[i] for i in idx], labels[idx], device)
-            kk = part.ids.shape[-1]
-            out.ids[idx, :, :kk], out.logprobs[idx, :, :kk], out.log_tail[idx] = part.ids, part.logprobs, part.log_tail
-        return out
+        joined, rows = join_rows([(self.caches[s].lookup([keys[i] for i in idx], labels[idx], device),
+                                   torch.tensor(idx, device=device)) for s, idx in groups.items()])
+        order = torch.argsort(rows)  # back to the batch's row order
+        return SparseTopK(joined.ids[order], joined.logprobs[order], joined.log_tail[order], joined.temperature)

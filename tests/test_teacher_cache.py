@@ -104,3 +104,23 @@ def test_the_cache_is_never_read_for_other_targets(tmp_path):
         cache.lookup([("gold", ("unlabeled", 0, 0))], labels, "cpu")
     gold = labels_from_targets([GOLD[3][0]], 2, 6, "cpu")
     assert cache.lookup([("gold", ("labeled", 3, 0))], gold, "cpu").ids.shape == (1, gold.shape[1], 4)
+
+
+def test_a_batch_mixing_target_sets_reads_each_row_from_its_own_cache(tmp_path):
+    """Rows of two caches (different k) interleaved in one batch: each row's distributions are
+    its own cache's, in the batch's order, the narrower padded with impossible columns."""
+    from bench.teacher_cache import NEG, TeacherCaches
+
+    _, wide = _cache(tmp_path / "wide", k=6)
+    _, narrow = _cache(tmp_path / "narrow", k=3)
+    caches = TeacherCaches({"beam-k2": wide, "gold": narrow})
+    keys = [("gold", ("labeled", 2, 0)), ("beam-k2", ("labeled", 1, 1)), ("gold", ("labeled", 0, 0))]
+    labels = labels_from_targets([GOLD[2][0], PTS[1][1], GOLD[0][0]], 2, 6, "cpu")
+    got = caches.lookup(keys, labels, "cpu")
+    assert got.ids.shape == (3, labels.shape[1], 6)
+    for r, (target_set, key) in enumerate(keys):
+        alone = (wide if target_set == "beam-k2" else narrow).lookup([(target_set, key)], labels[r:r + 1], "cpu")
+        k = alone.ids.shape[-1]
+        assert torch.equal(got.ids[r, :, :k], alone.ids[0]) and torch.equal(got.logprobs[r, :, :k], alone.logprobs[0])
+        assert torch.equal(got.log_tail[r], alone.log_tail[0])
+        assert bool((got.logprobs[r, :, k:] == NEG).all())
