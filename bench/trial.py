@@ -2,9 +2,10 @@
 `TorchTrainer` and stores exactly one result row, whatever happens.
 
 Tune process (tiny CPU share) → TorchTrainer (`num_workers` workers, DDP when > 1) →
-`bench.worker.distill_worker` on every rank. This module is the Tune side only and imports
-no modelling code, so the processes that schedule trials start fast. Every dev evaluation is reported (`ray.train.report`, forwarded
-to Tune by `TuneReportCallback`: schedulers, progress lines and trackers see the learning
+`bench.worker.distill_worker` on every rank (through `train_loop`). This module is the Tune
+side only and imports no modelling code, so the processes that schedule trials start fast.
+Every dev evaluation is reported (`ray.train.report`, forwarded to Tune by
+`TuneReportCallback`: schedulers, progress lines and trackers see the learning
 curve), with a checkpoint every `checkpoint_every` steps and one at the end holding the final
 metrics. Train's `FailureConfig` restarts a failed worker group from the latest checkpoint;
 the Train run is named after the trial key, so a re-run of the trial (a Tune retry, or a
@@ -86,14 +87,21 @@ def worker_config(spec: dict[str, Any], art: dict[str, Any], *, task: str, metho
     }
 
 
+def train_loop(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """What the Train workers run: `bench.worker.distill_worker`, imported there, so that the
+    Tune process, which only builds the trainer, never loads the model and metric libraries
+    (about 3 s per trial process)."""
+    from bench.worker import distill_worker
+
+    return distill_worker(cfg)
+
+
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function: train one (task, ratio, method, init, seed) — with `overrides` from a search
     or a tuned config, if any — and store its row."""
     from ray.train.torch import TorchTrainer
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from bench.worker import distill_worker
 
     config = config.get("trial", config)  # the grid passes {"trial": {...}}
     run_dir = Location.of(context["run_dir"])
@@ -134,7 +142,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         # group saves ~2 s per trial
         trainer_cls = TorchTrainer if res["num_workers"] > 1 else DataParallelTrainer
         trainer = trainer_cls(
-            distill_worker,
+            train_loop,
             train_loop_config=worker_cfg,
             scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"],
                                                    use_gpu=res["device"] == "cuda",

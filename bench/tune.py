@@ -593,6 +593,7 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
         progress.wait()
     wall = time.time() - start
     if progress.stop.reason:
+        janitor.finish(0, exclusive_cluster)  # its thread stops; a local Ray's dead Train groups go
         raise RunStopped(progress.stop.reason)
     janitor.finish(RESOURCE_WAIT_S / 3 if exclusive_cluster else RESOURCE_WAIT_S, exclusive_cluster)
     resources = {**wait_for_resources(), "reclaimed_from_stopped_trials": janitor.reclaimed}

@@ -195,7 +195,6 @@ def bench_c(size: Size, tmp: Path) -> float:
 
 def bench_d(size: Size, tmp: Path) -> float:
     """Two trials through Ray Tune + Train (one at a time) vs the same two trainings in this process."""
-    import dataclasses
 
     from bench.environment import library_versions, quiet_ray_env
 
@@ -207,15 +206,17 @@ def bench_d(size: Size, tmp: Path) -> float:
     from bench.trial import worker_config
     from bench.worker import distill
 
+    tiny = size.grid_steps <= 50  # --tiny (the tests): one trial that needs no pseudo-targets, only to show the path works
+    sizes = {"labeled": 64, "unlabeled": 0, "dev": 10, "test": 20, "teacher_pool": 64} if tiny else \
+        {"labeled": 400, "unlabeled": 800, "dev": 50, "test": 100, "teacher_pool": 800}
     data = {
         "name": "perf-grid",
-        "tasks": [{"name": "d2t", "sizes": {"labeled": 400, "unlabeled": 800, "dev": 50, "test": 100, "teacher_pool": 800},
+        "tasks": [{"name": "d2t", "sizes": sizes,
                    "teacher": {"model": {"arch": "t5", "d_model": 64, "ffn_dim": 256, "encoder_layers": 2,
                                          "decoder_layers": 2, "heads": 4},
-                               "train": {"steps": 60 if size.grid_steps > 50 else 4, "batch_size": 32,
+                               "train": {"steps": 4 if tiny else 60, "batch_size": 32,
                                          "dev_every": 0}}}],
-        # --tiny (the tests): one trial that needs no pseudo-targets, only to show the path works
-        "ratios": [2], "methods": ["ft", "seq_kd"] if size.grid_steps > 50 else ["ft"], "seeds": [0],
+        "ratios": [2], "methods": ["ft"] if tiny else ["ft", "seq_kd"], "seeds": [0],
         "tokenizer": {"vocab_size": 800},
         "student_train": {"steps": size.grid_steps, "batch_size": 32, "dev_every": max(1, size.grid_steps // 5),
                           "checkpoint_every": max(1, size.grid_steps // 5)},
@@ -244,7 +245,7 @@ def bench_d(size: Size, tmp: Path) -> float:
                  for r in rows if r["status"] == "ok"]
     from benchmarks.train_floor import train_floor
 
-    floor = train_floor(str(tmp / "floor"), trials=2 if size.grid_steps > 50 else 1,
+    floor = train_floor(str(tmp / "floor"), trials=1 if tiny else 2,
                         cpus_per_worker=spec.resources.cpus_per_worker)
     ratio = grid / plain
     n = len(spec.methods)
