@@ -20,6 +20,7 @@ from reports.harness import write_results_json
 from reports.html_page import write_html
 from reports.latex import write_latex
 from reports.markdown import write_markdown
+from reports.score_store import CACHE_DIR
 from reports.tables import seed_summary
 
 __all__ = ["build_report"]
@@ -37,6 +38,9 @@ def build_report(run_dirs: list[Path | str], out_dir: Path | str | None = None) 
     target = Location.of(out_dir) if out_dir is not None else Location.of(dirs[0]).join(REPORT_DIR)
     if not target.is_local:  # a run on an object store: build here, then upload the folder
         with tempfile.TemporaryDirectory(prefix="kdbench-report-") as tmp:
+            cache = target.join(CACHE_DIR.as_posix())
+            if cache.exists():  # the last build's per-example scores, as a local report keeps them
+                cache.download_dir(Path(tmp) / CACHE_DIR)
             _build(dirs, Path(tmp))
             target.upload_dir(Path(tmp))
         return str(target.join("report.html"))

@@ -51,3 +51,25 @@ def test_entries_are_packed_and_reused_by_a_merged_report(tmp_path, monkeypatch)
     store = ScoreStore(tmp_path / "elsewhere", read_dirs=[run / "report" / CACHE_DIR])
     cells = _cells(run, store)
     assert store.computed == 0 and len(cells.by_task["d2t"]) == 4
+
+
+def test_a_report_on_an_object_store_reuses_its_uploaded_cache(tmp_path, s3_bucket, monkeypatch):
+    """A run dir on an S3-compatible store: the report is built locally and uploaded with its
+    `.cache/`; the next build downloads that cache first, so it scores nothing again."""
+    from bench.storage import Location
+
+    local = write_rich_run(tmp_path / "run", tasks=("d2t",), methods=("ft", "seq_kd"), fail=False)
+    remote = Location.of(s3_bucket).join("runs", "rich")
+    remote.upload_dir(local)
+    stores = []
+    init = ScoreStore.__init__
+
+    def recorded(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        stores.append(self)
+
+    monkeypatch.setattr(ScoreStore, "__init__", recorded)
+    for _ in range(2):
+        build_report([remote.uri])
+    assert [s.computed for s in stores] == [12, 0]
+    assert remote.join("report", CACHE_DIR.as_posix()).exists() and remote.join("report", "report.html").exists()
