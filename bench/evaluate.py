@@ -26,7 +26,6 @@ from bench.spec import check_bertscore_model
 logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per call
 # sacreBLEU warns about pre-tokenized text on every call; the data stage says it once per task instead
 logging.getLogger("sacrebleu").setLevel(logging.ERROR)
-BLEU_TOKENIZERS = ("13a", "intl", "none", "char", "zh", "ja-mecab", "ko-mecab", "flores101", "flores200")
 
 
 def looks_pretokenized(texts: Sequence[str]) -> bool:

@@ -249,9 +249,10 @@ def check_bertscore_model(model_path: str | Path) -> Path:
     return path
 
 
-def _check_bleu_tokenize(v: str | None) -> str | None:
-    from bench.evaluate import BLEU_TOKENIZERS
+BLEU_TOKENIZERS = ("13a", "intl", "none", "char", "zh", "ja-mecab", "ko-mecab", "flores101", "flores200")
 
+
+def _check_bleu_tokenize(v: str | None) -> str | None:
     if v is not None and v not in BLEU_TOKENIZERS:
         raise ValueError(f"unknown sacreBLEU tokenizer {v!r}; allowed: {', '.join(BLEU_TOKENIZERS)}")
     return v

@@ -41,6 +41,7 @@ from tasks import Task
 STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
                  "teacher_dev": 1, "teacher_eval": 3}
 DEV_REFERENCES = "teacher_dev"  # labeled = 0: the teacher's outputs for the dev inputs, references of dev selection
+API_STAGE_VERSION = 1  # joins every API stage's key: bump when an API stage's output changes shape
 
 
 def write_dev_references(d: Path, dev: list[dict], texts: list[str]) -> None:
@@ -50,7 +51,6 @@ def write_dev_references(d: Path, dev: list[dict], texts: list[str]) -> None:
 
 def read_dev_references(d: str | Path) -> list[dict]:
     return read_jsonl(Path(d) / "dev.jsonl")
-API_STAGE_VERSION = 1  # joins every API stage's key: bump when an API stage's output changes shape
 
 
 def pt_specs_needed(spec: Spec) -> list[PTSpec]:
@@ -296,7 +296,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
 
     # teacher caches: top-k teacher distributions along gold targets and teacher PTs
     gold_targets = encode(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target,
-                                add_eos=False)
+                          add_eos=False)
     by_slug = {pt.slug: pt for pt in needed}
     cache_spec = spec.teacher_cache
 

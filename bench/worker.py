@@ -126,7 +126,7 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     enc = {
         "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
         "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
-                                         lengths.max_target, add_eos=False)},
+                                   lengths.max_target, add_eos=False)},
         "teacher_pts": {},
     }
     for pt in method.pt_specs:  # an API teacher has one PT set, which every teacher-PT source reads
