@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.environment import quiet_ray_env
 
     quiet_ray_env(verbose=getattr(args, "verbose", False))  # before anything imports ray
-    from bench.runner import RunStopped  # light: the spec's own imports
+    from bench.errors import RunStopped
     from bench.spec import SpecError
 
     try:

@@ -128,6 +128,13 @@ class TrialProgress(tune.Callback):
               flush=True)
 
 
+def trial_trainable(fn: Callable, context: dict[str, Any]):
+    """A Tune trainable as kdbench runs every trial (grid, search, benchmarks/train_floor.py):
+    `context` put in Ray's object store once, TRIAL_CPU for the Tune process (its Train workers
+    hold the CPUs; shared/RAY_NOTES.md)."""
+    return tune.with_resources(tune.with_parameters(fn, context=context), {"CPU": TRIAL_CPU})
+
+
 def concurrency(spec: Spec, cluster_cpus: float) -> int:
     per_trial = TRIAL_CPU + spec.resources.num_workers * spec.resources.cpus_per_worker
     fit = max(1, math.floor(cluster_cpus / per_trial + 1e-9))
@@ -163,7 +170,7 @@ def run_grid(spec: Spec, run_dir, context: dict[str, Any], verbose: bool = False
              callbacks: list | None = None) -> str | None:
     """Run every trial; returns why the grid stopped early (None when it ran to the end)."""
     trials = grid_trials(spec, cells)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"CPU": TRIAL_CPU})
+    trainable = trial_trainable(run_trial, context)
     max_conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
     print(f"grid: {len(trials)} trials, up to {max_conc} at a time", flush=True)
     progress = TrialProgress(len(trials), on_progress)

@@ -36,11 +36,12 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from bench.student_init import SHAPES  # the spec's names for the shapes below
+
 if TYPE_CHECKING:
     from bench.spec import ModelSpec
 
 RATIO_TOLERANCE = 0.10
-SHAPES = ("balanced", "width", "depth")  # encoder-decoder students; `decoder-only`: plan_decoder_only
 _CLASSES = {"bart": BartForConditionalGeneration, "t5": T5ForConditionalGeneration}
 
 

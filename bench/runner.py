@@ -9,13 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import hardware, library_versions, quiet_ray_env
+from bench.errors import RunStopped
 from bench.spec import Spec, SpecError, spec_to_yaml
 from bench.storage import Location, writable
-
-
-class RunStopped(RuntimeError):
-    """The run stopped before its grid finished (e.g. the run dir became unwritable); every
-    row already written is kept and `kdbench run --resume RUN_DIR` finishes it."""
 
 
 def new_run_dir(spec: Spec) -> Location:

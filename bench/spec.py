@@ -24,6 +24,8 @@ from pydantic import (
 )
 
 from bench.api_teacher.spec import ApiTeacherSpec
+from bench.student_init import ALLOWED as INITS_ALLOWED
+from bench.student_init import parse_init
 from bench.tracking import TrackingSpec
 
 PRESETS = ("default", "smoke", "full", "paper", "tune")
@@ -697,14 +699,12 @@ class Spec(Strict):
     @field_validator("student_inits")
     @classmethod
     def _known_inits(cls, v: list[str]) -> list[str]:
-        from bench.student_init import ALLOWED, parse_init
-
         problems = []
         for i, text in enumerate(v):
             try:
                 init = parse_init(text)
             except ValueError:
-                problems.append(((i,), f"unknown student init; allowed: {', '.join(ALLOWED)}", text))
+                problems.append(((i,), f"unknown student init; allowed: {', '.join(INITS_ALLOWED)}", text))
                 continue
             missing = missing_local_model(init.source) if init.kind == "pretrained" else None
             if missing:

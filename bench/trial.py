@@ -99,10 +99,6 @@ def train_loop(cfg: dict[str, Any]) -> dict[str, Any] | None:
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function: train one (task, ratio, method, init, seed) — with `overrides` from a search
     or a tuned config, if any — and store its row."""
-    from ray.train.torch import TorchTrainer
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     config = config.get("trial", config)  # the grid passes {"trial": {...}}
     run_dir = Location.of(context["run_dir"])
     task, method, ratio, seed = config["task"], config["method"], config["ratio"], config["seed"]
@@ -135,25 +131,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         worker_cfg["save_to"] = str(student_dir(run_dir, key))
         worker_cfg["keep_student"] = spec["storage"]["save_students"]
         row["config"].update(worker_cfg)
-        resources = {"CPU": res["cpus_per_worker"]}
-        if res["device"] == "cuda":
-            resources["GPU"] = 1
-        # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
-        # group saves ~2 s per trial
-        trainer_cls = TorchTrainer if res["num_workers"] > 1 else DataParallelTrainer
-        trainer = trainer_cls(
-            train_loop,
-            train_loop_config=worker_cfg,
-            scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"],
-                                                   use_gpu=res["device"] == "cuda",
-                                                   resources_per_worker=resources),
-            run_config=ray.train.RunConfig(
-                name=f"train-{slug(key)}", storage_path=str(run_dir.join("train")),
-                logging_config=ray.train.LoggingConfig(log_level="WARNING"),
-                failure_config=ray.train.FailureConfig(max_failures=res.get("max_failures", 1)),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                callbacks=[TuneReportCallback()]),
-        )
+        trainer = make_trainer(train_loop, worker_cfg, res, f"train-{slug(key)}", str(run_dir.join("train")))
         fit_started = time.time()
         metrics = trainer.fit().return_value
         if metrics.get("permanent_error"):
@@ -179,6 +157,36 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     ray.tune.report({**_summary(row), "status": row["status"], "error": row.get("error"),
                      "wall_seconds": row["wall_seconds"], "reused": False,
                      "selection_value": (row.get("metrics") or {}).get("selection", {}).get("value")})
+
+
+def worker_resources(cpus_per_worker: float, device: str) -> dict[str, float]:
+    """What each Train worker of a trial holds (its Tune process holds `bench.grid.TRIAL_CPU`)."""
+    return {"CPU": cpus_per_worker, **({"GPU": 1.0} if device == "cuda" else {})}
+
+
+def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: str, storage_path: str):
+    """One trial's Ray Train run (`res`: the spec's `resources`). benchmarks/train_floor.py runs
+    it around an empty loop, so Ray's own cost is timed on the grid's path."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
+    # group saves ~2 s per trial
+    trainer_cls = TorchTrainer if res["num_workers"] > 1 else DataParallelTrainer
+    return trainer_cls(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"], use_gpu=res["device"] == "cuda",
+                                               resources_per_worker=worker_resources(res["cpus_per_worker"],
+                                                                                     res["device"])),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_path,
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            failure_config=ray.train.FailureConfig(max_failures=res["max_failures"]),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[TuneReportCallback()]),
+    )
 
 
 def overhead(trial_started: float, fit_started: float, timing: dict[str, float], fit_returned: float) -> dict[str, float]:

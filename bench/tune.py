@@ -47,12 +47,13 @@ from ray import tune as ray_tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from bench.grid import TRIAL_CPU, TrialProgress, concurrency
-from bench.runner import RunStopped
+from bench.errors import RunStopped
+from bench.grid import TrialProgress, concurrency, trial_trainable
 from bench.search import (GROUPS_DIR, SUMMARY_FILE, TUNING_DIR, Group, Param, SearchSpec, budgets_equal, draw_random,
                           grid_points, groups, overrides_from, parse_search)
 from bench.spec import Spec, SpecError
 from bench.storage import Location
+from bench.trial import worker_resources
 
 OBJECTIVE = "objective"
 BEST_FILE = "best.yaml"
@@ -569,12 +570,12 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
         scheduler = FIFOScheduler()
     searcher = DevSearch(make_searcher(search, params, budget.samples), search.mode)
     res = spec.resources
-    worker = {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.device == "cuda" else {})}
+    worker = worker_resources(res.cpus_per_worker, res.device)
     janitor = StoppedTrialJanitor(worker, res.num_workers)
     recorder = SearchRecorder(group, scheduler, search.mode, context["run_id"], janitor)
     progress = SearchProgress(budget.samples or "?", scheduler)  # "?": as many as the time budget allows
     group_conc = min(conc, budget.samples) if budget.samples else conc
-    trainable = ray_tune.with_resources(ray_tune.with_parameters(search_trial, context=context), {"CPU": TRIAL_CPU})
+    trainable = trial_trainable(search_trial, context)
     fixed = {**group.as_dict(), "seed": spec.seeds[0], "group": group.key}
     tuner = ray_tune.Tuner(
         trainable,

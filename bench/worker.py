@@ -37,7 +37,8 @@ from bench.seeding import seed_everything
 from bench.spec import TrainSpec, quality_settings
 from bench.stages import DEV_REFERENCES, read_dev_references
 from bench.storage import Location
-from bench.student_init import make_student, parse_init
+from bench.student_init import parse_init
+from bench.students import make_student
 from bench.teacher_cache import TeacherCache, TeacherCaches, cache_label
 from bench.trial import RESULT_FILE, STATE_FILE, PermanentError, _reason
 

@@ -36,11 +36,12 @@ class Size:
     report_rows: int
     latency_inputs: int
     latency_rounds: int  # (f) alternates teacher and student this many times
+    tiny: bool = False  # seconds, not minutes: only shows that each benchmark runs (what the tests run)
 
 
 SIZES = {
     "tiny": Size(steps=3, batch=8, examples=64, gen_inputs=8, grid_steps=4, report_rows=60, latency_inputs=2,
-                 latency_rounds=1),
+                 latency_rounds=1, tiny=True),
     "quick": Size(steps=30, batch=32, examples=2000, gen_inputs=128, grid_steps=1500, report_rows=10_000,
                   latency_inputs=16, latency_rounds=3),
     "full": Size(steps=100, batch=32, examples=2000, gen_inputs=256, grid_steps=3000, report_rows=10_000,
@@ -206,7 +207,7 @@ def bench_d(size: Size, tmp: Path) -> float:
     from bench.trial import worker_config
     from bench.worker import distill
 
-    tiny = size.grid_steps <= 50  # --tiny (the tests): one trial that needs no pseudo-targets, only to show the path works
+    tiny = size.tiny  # one trial that needs no pseudo-targets, only to show the path works
     sizes = {"labeled": 64, "unlabeled": 0, "dev": 10, "test": 20, "teacher_pool": 64} if tiny else \
         {"labeled": 400, "unlabeled": 800, "dev": 50, "test": 100, "teacher_pool": 800}
     data = {
@@ -245,8 +246,7 @@ def bench_d(size: Size, tmp: Path) -> float:
                  for r in rows if r["status"] == "ok"]
     from benchmarks.train_floor import train_floor
 
-    floor = train_floor(str(tmp / "floor"), trials=1 if tiny else 2,
-                        cpus_per_worker=spec.resources.cpus_per_worker)
+    floor = train_floor(str(tmp / "floor"), spec.resources.model_dump(mode="json"), trials=1 if size.tiny else 2)
     ratio = grid / plain
     n = len(spec.methods)
     print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "
@@ -262,7 +262,7 @@ def bench_d(size: Size, tmp: Path) -> float:
 def bench_e(size: Size, tmp: Path) -> float:
     from benchmarks.report_scale import main as report_scale
 
-    out = report_scale(["--tiny"] if size.report_rows < 1000 else ["--rows", str(size.report_rows)])
+    out = report_scale(["--tiny"] if size.tiny else ["--rows", str(size.report_rows)])
     print(f"(e) kdbench report on {out['rows']:,} rows: {out['cold']:.1f}s first build, {out['warm']:.1f}s rebuild")
     return max(out["cold"], out["warm"])
 

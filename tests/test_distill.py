@@ -146,7 +146,7 @@ def test_distillm_trains_with_skew_kl_and_records_its_schedule(tiny_artifacts):
 def test_shrink_initialised_student_starts_from_teacher_layers(tiny_artifacts, tmp_path):
     """A deeper teacher (same tokenizer) so layers can be dropped; the student keeps its width."""
     from bench.models import build_model, count_params, shape_of, with_shape
-    from bench.student_init import plan_shrink
+    from bench.students import plan_shrink
 
     spec, art, _ = tiny_artifacts
     small = AutoModelForSeq2SeqLM.from_pretrained(art.paths["teacher"])

@@ -9,7 +9,8 @@ import ray
 from bench.pretrained import load_tokenizer
 from bench.profiling import profile_run, read_profiles, student_dir
 from bench.runner import init_ray
-from bench.student_init import make_student, parse_init
+from bench.student_init import parse_init
+from bench.students import make_student
 from bench.worker import save_model
 
 pytestmark = pytest.mark.slow

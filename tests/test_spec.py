@@ -89,6 +89,19 @@ def test_cli_validate_and_list(capsys):
     assert "joint_teaching" in out and "d2t" in out
 
 
+def test_validating_a_spec_loads_no_model_or_storage_code():
+    """`kdbench validate` and `list` stay quick: parsing every preset and study, and the CLI's
+    own imports, load neither transformers nor pyarrow nor Ray (they took 5 s before)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.cli import main; main(['list']); "
+            "from bench.spec import PRESETS, load_preset; [load_preset(p) for p in PRESETS]; "
+            "print(sorted(m for m in ('transformers', 'pyarrow', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_student_inits_are_an_axis_checked_before_any_work():
     data = tiny_spec_dict()
     data["student_inits"] = ["random", "shrink-first-last", "pretrained:org/mine"]  # a Hub name: checked at load

@@ -4,14 +4,8 @@ import torch
 
 from bench.models import build_model, config_from_spec, count_params, shape_of
 from bench.spec import ModelSpec
-from bench.student_init import (
-    StudentInit,
-    copy_teacher_layers,
-    kept_layers,
-    make_student,
-    parse_init,
-    plan_shrink,
-)
+from bench.student_init import StudentInit, kept_layers, parse_init
+from bench.students import copy_teacher_layers, make_student, plan_shrink
 
 
 @pytest.fixture(scope="module")
