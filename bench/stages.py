@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
-from bench.data import Lengths, encode, load_splits, read_jsonl, save_splits, write_jsonl
+from bench.data import (TOKENIZED, TRAIN_SPLITS, Lengths, encode, encode_candidates, encode_splits, load_splits,
+                        load_token_ids, read_jsonl, save_splits, save_token_ids, tokenized_label, write_jsonl)
 from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
@@ -38,7 +39,7 @@ from bench.teacher_cache import build_teacher_cache, cache_label
 from bench.tokenizer import train_tokenizer
 from tasks import Task
 
-STAGE_VERSION = {"data": 2, "tokenizer": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
+STAGE_VERSION = {"data": 2, "tokenizer": 1, "tokenized": 1, "teacher": 2, "pseudo_targets": 3, "teacher_cache": 1,
                  "teacher_dev": 1, "teacher_eval": 3}
 DEV_REFERENCES = "teacher_dev"  # labeled = 0: the teacher's outputs for the dev inputs, references of dev selection
 API_STAGE_VERSION = 1  # joins every API stage's key: bump when an API stage's output changes shape
@@ -189,11 +190,29 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     tok_art = stage("tokenizer", tok_key, build_tokenizer)
     tok = load_tokenizer(tok_art.path)
 
+    # tokenized: what students train on, as ids, encoded once for every trial (`bench.data`)
+    tokenized = stage("tokenized", {"data": data.hash, "tokenizer": tok_art.hash, "lengths": asdict(out.lengths)},
+                      lambda d: save_token_ids(d, encode_splits(tok, splits, out.lengths)), label=TOKENIZED)
+    data_ids = load_token_ids(tokenized.path)
+
     def encoded_inputs(split: str) -> list[list[int]]:
+        if split in TRAIN_SPLITS:
+            return data_ids[f"inputs.{split}"]
         return encode(tok, splits.sources(split), out.lengths.max_source)
 
+    def tokenize_pts(pt_art: Artifact, label: str) -> Artifact:
+        """A PT set's candidates as ids (read by trials and by the teacher caches)."""
+        def build(d: Path) -> None:
+            pts = json.loads((pt_art.path / "pseudo_targets.json").read_text())
+            save_token_ids(d, candidates={s: encode_candidates(tok, pts[s], out.lengths.max_target)
+                                          for s in TRAIN_SPLITS})
+
+        return stage("tokenized", {"pts": pt_art.hash, "tokenizer": tok_art.hash, "max_target": out.lengths.max_target},
+                     build, label=tokenized_label(label))
+
     if entry.teacher.api is not None:  # an LLM behind an API: no model, no training
-        _api_teacher_stages(spec, entry, out, stage, splits, tok, tok_art.hash, data.hash, store_root, say)
+        _api_teacher_stages(spec, entry, out, stage, splits, tok, tok_art.hash, data.hash, store_root, say,
+                            tokenize_pts)
         return out
 
     # teacher: from scratch (or from a pretrained model) on labeled + the teacher-only pool, with
@@ -288,24 +307,24 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     # the widest beam search at each width first, so narrower sets at that width reuse it
     order = sorted(needed, key=lambda p: (p.strategy != "beam", -p.k))
     pt_arts: dict[PTSpec, Artifact] = {}
+    pt_ids: dict[PTSpec, Artifact] = {}
     for pt in order:
         key = {"teacher": teacher_art.hash, "data": data.hash, "pts": asdict(pt), "num_beams": num_beams,
                "seed": entry.data_seed, **runtime}
         pt_arts[pt] = stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt.label,
                             extra_meta=lambda d: {"flops": json.loads((d / "generation.json").read_text()).get("flops", 0.0)})
+        pt_ids[pt] = tokenize_pts(pt_arts[pt], pt.label)
 
     # teacher caches: top-k teacher distributions along gold targets and teacher PTs
-    gold_targets = encode(tok, [r["target"] for r in splits.splits["labeled"]], out.lengths.max_target,
-                          add_eos=False)
+    gold_targets = data_ids["gold.labeled"]
     by_slug = {pt.slug: pt for pt in needed}
     cache_spec = spec.teacher_cache
 
     def target_set(name: str) -> dict[str, tuple[list, list]]:
         if name == "gold":
             return {"labeled": (encoded_inputs("labeled"), [[t] for t in gold_targets])}
-        pts = json.loads((pt_arts[by_slug[name]].path / "pseudo_targets.json").read_text())
-        return {s: (encoded_inputs(s), [encode(tok, c, out.lengths.max_target, add_eos=False) for c in pts[s]])
-                for s in ("labeled", "unlabeled")}
+        pts = load_token_ids(pt_ids[by_slug[name]].path)
+        return {s: (encoded_inputs(s), pts[s]) for s in TRAIN_SPLITS}
 
     def build_cache(name: str, temperature: float, d: Path) -> None:
         sets = {name: target_set(name)}
@@ -356,7 +375,8 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
 
 
 def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage: Callable, splits, tok,
-                        tok_hash: str, data_hash: str, store_root: str, say: Callable[[str], None]) -> None:
+                        tok_hash: str, data_hash: str, store_root: str, say: Callable[[str], None],
+                        tokenize_pts: Callable) -> None:
     """The stages of an API teacher (`bench.api_teacher.stage`), after data and tokenizer:
 
     teacher          no model: the teacher's description, the architecture students are sized
@@ -429,6 +449,7 @@ def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage:
         pt_key = {"api_stage": API_STAGE_VERSION, "api": api.hash_key(task), "data": data_hash}
         pt_art = stage("pseudo_targets", pt_key, lambda d: write_pseudo_targets(client(api), task, splits, d, say=say),
                        label=API_PT_LABEL)
+        tokenize_pts(pt_art, API_PT_LABEL)
         usage_files[API_PT_LABEL] = pt_art.path
         if any(reads_aligned_targets(m) for m in methods):
             # the API's log-probs are the teacher's only distributions: built whatever teacher_cache says

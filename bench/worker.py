@@ -22,7 +22,8 @@ from ray.train import Checkpoint
 from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_SLUG, API_TEACHER_LABEL, needs_scoring,
                                      read_description, read_usage, reads_aligned_targets, total_usage)
 from bench.artifacts import local_artifact
-from bench.data import Lengths, encode, load_splits
+from bench.data import (TOKENIZED, TRAIN_SPLITS, Lengths, encode_candidates, encode_splits, load_splits,
+                        load_token_ids, tokenized_label)
 from bench.distill.declare import method_from_definition
 from bench.distill.loop import TrainingRun
 from bench.distill.methods import RELATION_KINDS
@@ -122,19 +123,18 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
     check_method_fits(method, student, teacher_config, shared_tokenizer=same_tokenizer(tok, teacher_tok),
                       student_name=init.label)
 
-    # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer
+    # every text (gold targets, teacher PTs, dev, test) is tokenized with the student's tokenizer:
+    # the task's has encoded the training texts once (`tokenized` artifacts); a student's own encodes here
+    stored_ids = tok is teacher_tok
     splits = load_splits(paths["data"])
-    enc = {
-        "inputs": {s: encode(tok, splits.sources(s), lengths.max_source) for s in ("labeled", "unlabeled")},
-        "gold": {"labeled": encode(tok, [r["target"] for r in splits.splits["labeled"]],
-                                   lengths.max_target, add_eos=False)},
-        "teacher_pts": {},
-    }
+    ids = load_token_ids(paths[TOKENIZED]) if stored_ids else encode_splits(tok, splits, lengths)
+    enc = {"inputs": {s: ids[f"inputs.{s}"] for s in TRAIN_SPLITS}, "gold": {"labeled": ids["gold.labeled"]},
+           "teacher_pts": {}}
     for pt in method.pt_specs:  # an API teacher has one PT set, which every teacher-PT source reads
-        pts = _read_pts(Path(paths[pt.label if api is None else API_PT_LABEL]))
-        enc["teacher_pts"][pt] = {
-            s: _encode_candidates(tok, pts[s], lengths.max_target) for s in ("labeled", "unlabeled")
-        }
+        label = pt.label if api is None else API_PT_LABEL
+        enc["teacher_pts"][pt] = load_token_ids(paths[tokenized_label(label)]) if stored_ids else {
+            s: encode_candidates(tok, texts, lengths.max_target) for s, texts in _read_pts(Path(paths[label])).items()
+            if s in TRAIN_SPLITS}
     streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
     target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else
                    API_SLUG if api is not None else s.pts.slug for s in method.sources]
@@ -189,7 +189,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
                    compute=training_compute(stats, bare(student).config, teacher_config if api is None else None,
                                             shared),
                    dev_loss=stats["curve"][-1]["dev_loss"] if stats["curve"] else None,
-                   dev_references="teacher" if DEV_REFERENCES in paths else "gold")
+                   dev_references="teacher" if DEV_REFERENCES in paths else "gold",
+                   token_ids="tokenized artifact" if stored_ids else "encoded in the trial (the student's tokenizer)")
     if (pts := method.sequence_level_pts) is not None:  # for the report's PT ablation
         metrics.update(pt_strategy=pts.strategy, pt_k=pts.k)
     if api is not None:
@@ -222,10 +223,9 @@ def save_model(model, tokenizer, where: str) -> None:
 def _local_paths(stored: dict[str, str], method) -> dict[str, str]:
     """Verified local copies of the artifacts this trial reads (`local_artifact`: in place on a
     local store, this node's cache for an object store)."""
-    needed = {"data", "tokenizer", "teacher", *(pt.label for pt in method.pt_specs), *_cache_labels(method),
+    pts = [*(pt.label for pt in method.pt_specs), *([API_PT_LABEL] if method.pt_specs else [])]
+    needed = {"data", "tokenizer", TOKENIZED, "teacher", *pts, *map(tokenized_label, pts), *_cache_labels(method),
               API_TEACHER_LABEL, DEV_REFERENCES}
-    if method.pt_specs:
-        needed.add(API_PT_LABEL)
     if reads_aligned_targets(method):
         needed.add(API_CACHE_LABEL)
     return {k: str(local_artifact(v)) for k, v in stored.items() if k in needed}
@@ -302,13 +302,3 @@ def check_method_fits(method, student, teacher_config, *, shared_tokenizer: bool
             raise ValueError(f"{method.name} distils attention/hidden-state relations: it needs an encoder-decoder "
                              f"teacher and student (student {student_name!r} is "
                              f"{'decoder-only' if not is_seq2seq(student) else 'encoder-decoder'})")
-
-
-def _encode_candidates(tok, texts_per_input: list[list[str]], max_len: int) -> list[list[list[int]]]:
-    flat = [t for cands in texts_per_input for t in cands]
-    ids = encode(tok, flat, max_len, add_eos=False)
-    out, i = [], 0
-    for cands in texts_per_input:
-        out.append(ids[i : i + len(cands)])
-        i += len(cands)
-    return out

@@ -191,8 +191,8 @@ def test_stages_write_pts_targets_and_accounting_in_the_engines_formats(cannot_s
     from bench.generation import labels_from_targets
 
     spec, art, root, server, messages = cannot_score
-    assert set(art.hashes) == {"data", "tokenizer", "api_teacher", "pseudo_targets/api", "teacher_cache/api-t1",
-                               "teacher_dev", "teacher_eval"}
+    assert set(art.hashes) == {"data", "tokenizer", "tokenized", "api_teacher", "pseudo_targets/api",
+                               "tokenized/pseudo_targets/api", "teacher_cache/api-t1", "teacher_dev", "teacher_eval"}
     pts = json.loads((Path(art.paths["pseudo_targets/api"]) / "pseudo_targets.json").read_text())
     assert pts["labeled"] == [] and len(pts["unlabeled"]) == 16 and all(len(c) == 2 for c in pts["unlabeled"])
     # every cached entry was built for exactly the labels a trial makes of the stored PT text

@@ -21,6 +21,7 @@ def test_each_method_trains_and_evaluates(tiny_artifacts, method):
     assert 0 <= out["bleu"] <= 100 and 0 <= out["chrf"] <= 100
     assert abs(out["realized_ratio"] - 2.0) <= 0.2
     assert out["train"]["steps"] == spec.student_train.steps
+    assert out["token_ids"] == "tokenized artifact"  # the stages' ids (tests/test_stages.py: equal to encoding)
     train = out["train"]
     # the teacher cache serves fixed targets (gold, teacher PTs); only student PTs need the teacher online
     assert (train["cached_teacher_rows"] > 0) == (method in ("word_kd", "joint_teaching"))

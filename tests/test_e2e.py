@@ -69,7 +69,7 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, ray_session, capsy
     stored_before = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}
     run(spec, run_dir=run_dir)
     out = capsys.readouterr().out
-    assert "[d2t] shared stages: data reused, tokenizer reused, teacher reused" in out
+    assert "[d2t] shared stages: data reused, tokenizer reused, tokenized reused, teacher reused" in out
     assert out.count("[stored earlier]") == len(METHODS)
     stored_after = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}
     assert stored_after == stored_before  # nothing rewritten, lost or added

@@ -101,6 +101,7 @@ def test_a_student_with_another_tokenizer_takes_sequence_level_methods_only(tiny
     seq = {**_cfg(spec, art, "seq_kd"), "ratio": ratio, "student_init": f"pretrained:{path}"}
     out = distill(seq, 0, 1, torch.device("cpu"))  # PTs are text: re-tokenized for this student
     assert 0 <= out["bleu"] <= 100
+    assert out["token_ids"].startswith("encoded in the trial")  # never the task tokenizer's stored ids
     for method in ("word_kd", "joint_teaching"):
         cfg = {**_cfg(spec, art, method), "ratio": ratio, "student_init": f"pretrained:{path}"}
         with pytest.raises(ValueError, match=f"{method} compares teacher and student token distributions"):

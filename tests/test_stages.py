@@ -2,11 +2,12 @@
 import json
 from pathlib import Path
 
-from bench.data import load_splits
+from bench.data import encode_candidates, encode_splits, load_splits, load_token_ids
+from bench.pretrained import load_tokenizer
 from bench.stages import prepare_task
 
-STAGES = ["data", "tokenizer", "teacher", "pseudo_targets/beam-k1", "teacher_cache/gold-t1",
-          "teacher_cache/beam-k1-t1", "teacher_eval"]
+STAGES = ["data", "tokenizer", "tokenized", "teacher", "pseudo_targets/beam-k1", "tokenized/pseudo_targets/beam-k1",
+          "teacher_cache/gold-t1", "teacher_cache/beam-k1-t1", "teacher_eval"]
 
 
 def test_all_stages_built(tiny_artifacts):
@@ -21,6 +22,13 @@ def test_all_stages_built(tiny_artifacts):
     pts = json.loads((Path(art.paths["pseudo_targets/beam-k1"]) / "pseudo_targets.json").read_text())
     assert len(pts["labeled"]) == sizes.labeled and len(pts["unlabeled"]) == sizes.unlabeled
     assert all(len(cands) == 1 and isinstance(cands[0], str) for cands in pts["unlabeled"])
+    # the token ids trials read are what the task's tokenizer gives for those texts
+    tok = load_tokenizer(art.paths["tokenizer"])
+    ids = load_token_ids(art.paths["tokenized"])
+    assert ids == encode_splits(tok, splits, art.lengths) and len(ids["inputs.unlabeled"]) == sizes.unlabeled
+    pt_ids = load_token_ids(art.paths["tokenized/pseudo_targets/beam-k1"])
+    assert pt_ids == {s: encode_candidates(tok, pts[s], art.lengths.max_target) for s in ("labeled", "unlabeled")}
+    assert all(len(c) == 1 and c[0] and isinstance(c[0][0], int) for c in pt_ids["unlabeled"])
     ev = art.teacher_eval
     assert 0 <= ev["bleu"] <= 100 and ev["bleu_signature"].startswith("nrefs:2")
     curve = ev["train"]["curve"]  # the teacher's learning curve and dev selection are recorded
@@ -35,13 +43,13 @@ def test_second_prepare_reuses_everything(tiny_artifacts):
     assert all(again.reused.values()) and again.hashes == first.hashes
     assert all(again.build_seconds[s] == 0.0 for s in STAGES)
     assert art_flops_recorded(again)
+    assert any("teacher: reused cached" in m for m in messages)
 
 
 def art_flops_recorded(art) -> bool:
     """Building PTs, the cache and the teacher cost compute that trials count in full."""
     return all(art.flops.get(label, 0) > 0 for label in ("teacher", "pseudo_targets/beam-k1",
                                                             "teacher_cache/gold-t1"))
-    assert any("teacher: reused cached" in m for m in messages)
 
 
 def test_changed_teacher_budget_rebuilds_only_downstream(tiny_artifacts, tmp_path):
