@@ -76,6 +76,24 @@ def encode_candidates(tokenizer, texts_per_input: list[list[str]], max_len: int)
     return out
 
 
+PT_FILE = "pseudo_targets.json"  # a PT set's texts: {split: [[candidate, ...] per input]}
+
+
+def read_pts(d: Path | str) -> dict[str, list[list[str]]]:
+    """The texts of the PT set stored in `d`."""
+    path = Path(d) / PT_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"pseudo-targets {path} are unreadable ({err}); the artifact is corrupt: delete {d} to "
+                         f"rebuild it") from None
+
+
+def encode_pts(tokenizer, pts: dict[str, list[list[str]]], max_target: int) -> dict[str, list[list[list[int]]]]:
+    """A PT set's candidates as ids, for the splits students train on."""
+    return {s: encode_candidates(tokenizer, pts[s], max_target) for s in TRAIN_SPLITS}
+
+
 def tokenized_label(label: str) -> str:
     """The label of the token ids of the artifact labelled `label` (a PT set)."""
     return f"{TOKENIZED}/{label}"
@@ -102,19 +120,19 @@ def save_token_ids(d: Path, sequences: dict[str, list[list[int]]] | None = None,
 def load_token_ids(d: Path | str) -> dict[str, list]:
     """What `save_token_ids` wrote, by name: id sequences, or per-input candidate lists."""
     path = Path(d) / TOKEN_IDS_FILE
+    out: dict[str, list] = {}
     try:
         with np.load(path) as npz:
             arrays = dict(npz)
+        for key in (k for k in arrays if k.endswith(".ids")):
+            name = key.removesuffix(".ids")
+            ids, ends = arrays[key].tolist(), np.cumsum(arrays[f"{name}.lengths"]).tolist()
+            seqs = [ids[a:b] for a, b in zip([0, *ends], ends)]
+            if f"{name}.counts" in arrays:
+                bounds = np.cumsum(arrays[f"{name}.counts"]).tolist()
+                seqs = [seqs[a:b] for a, b in zip([0, *bounds], bounds)]
+            out[name] = seqs
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"token ids {path} are unreadable ({err}); the artifact is corrupt: delete {d} to "
                          f"rebuild it") from None
-    out: dict[str, list] = {}
-    for key in (k for k in arrays if k.endswith(".ids")):
-        name = key.removesuffix(".ids")
-        ids, ends = arrays[key].tolist(), np.cumsum(arrays[f"{name}.lengths"]).tolist()
-        seqs = [ids[a:b] for a, b in zip([0, *ends], ends)]
-        if f"{name}.counts" in arrays:
-            bounds = np.cumsum(arrays[f"{name}.counts"]).tolist()
-            seqs = [seqs[a:b] for a, b in zip([0, *bounds], bounds)]
-        out[name] = seqs
     return out

@@ -1,5 +1,6 @@
 """Shared stages of one task, built once and reused by every trial and later runs:
-data → tokenizer → teacher → teacher pseudo-targets → teacher cache, plus the teacher's own
+data → tokenizer → token ids → teacher → teacher pseudo-targets (and their token ids) →
+teacher cache, plus the teacher's own
 evaluation (and, with no labeled examples, the teacher's outputs for the dev inputs, which
 students select on). An API teacher (`teacher.api`) has no model: its stages are in
 `_api_teacher_stages`, their outputs in the same formats.
@@ -21,8 +22,9 @@ from typing import Any
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
-from bench.data import (TOKENIZED, TRAIN_SPLITS, Lengths, encode, encode_candidates, encode_splits, load_splits,
-                        load_token_ids, read_jsonl, save_splits, save_token_ids, tokenized_label, write_jsonl)
+from bench.data import (PT_FILE, TOKENIZED, TRAIN_SPLITS, Lengths, encode, encode_pts, encode_splits, load_splits,
+                        load_token_ids, read_jsonl, read_pts, save_splits, save_token_ids, tokenized_label,
+                        write_jsonl)
 from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
@@ -203,9 +205,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     def tokenize_pts(pt_art: Artifact, label: str) -> Artifact:
         """A PT set's candidates as ids (read by trials and by the teacher caches)."""
         def build(d: Path) -> None:
-            pts = json.loads((pt_art.path / "pseudo_targets.json").read_text())
-            save_token_ids(d, candidates={s: encode_candidates(tok, pts[s], out.lengths.max_target)
-                                          for s in TRAIN_SPLITS})
+            save_token_ids(d, candidates=encode_pts(tok, read_pts(pt_art.path), out.lengths.max_target))
 
         return stage("tokenized", {"pts": pt_art.hash, "tokenizer": tok_art.hash, "max_target": out.lengths.max_target},
                      build, label=tokenized_label(label))
@@ -231,9 +231,10 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
             model = load_model(source, "pretrained teacher") if source else \
                 build_model(config_from_spec(entry.teacher.model, tok), entry.data_seed)
             model = model.to(device)
-            rows = splits.splits["labeled"] + splits.splits.get("teacher_pool", [])
-            inputs = encode(tok, [r["source"] for r in rows], out.lengths.max_source)
-            targets = encode(tok, [r["target"] for r in rows], out.lengths.max_target, add_eos=False)
+            pool = splits.splits.get("teacher_pool", [])  # labeled + the teacher-only pool
+            inputs = data_ids["inputs.labeled"] + encode(tok, [r["source"] for r in pool], out.lengths.max_source)
+            targets = data_ids["gold.labeled"] + encode(tok, [r["target"] for r in pool], out.lengths.max_target,
+                                                        add_eos=False)
             stream = Stream(Source("gold"), inputs, [[t] for t in targets], seed=entry.data_seed)
             tspec = entry.teacher.train
             stats = train(
@@ -301,7 +302,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
 
     def build_pts(pt: PTSpec, d: Path) -> None:
         pts, cost = generate(pt)
-        (d / "pseudo_targets.json").write_text(json.dumps(pts, ensure_ascii=False))
+        (d / PT_FILE).write_text(json.dumps(pts, ensure_ascii=False))
         (d / "generation.json").write_text(json.dumps(cost))
 
     # the widest beam search at each width first, so narrower sets at that width reuse it
@@ -385,6 +386,7 @@ def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage:
     pseudo_targets   one PT set, `pseudo_targets/api`, that every teacher-PT source reads (K =
                      pts_per_input at the spec's temperature and top_p), in the format of model
                      PTs, with the completions' log-probs and the requests' usage and cost
+    tokenized        that PT set's candidates as the students' token ids (`tokenized/pseudo_targets/api`)
     teacher_cache    the log-probs aligned to the student's tokens (word-level methods on PTs)
     teacher_dev      labeled = 0 only: the teacher's outputs for the dev inputs, the references of
                      dev selection (test keeps the real references)

@@ -21,6 +21,7 @@ from typing import Any
 import ray.train
 import ray.tune
 
+from bench.data import TOKENIZED
 from bench.distill.declare import resolve_method
 from bench.profiling import student_dir
 from bench.results import append_row, finished_row, load_references, slug, write_outputs
@@ -54,7 +55,9 @@ def trial_identity(worker_cfg: dict[str, Any], artifact_hashes: dict[str, str]) 
     ident = {k: v for k, v in worker_cfg.items() if k not in ("paths", "flops", "save_to", "keep_student", "log",
                                                               "cpus_per_worker")}
     ident["eval"] = quality_settings(worker_cfg["eval"])
-    ident["artifacts"] = artifact_hashes
+    # token ids follow from the data, tokenizer and PT hashes: left out, so rows from before they were
+    # stored keep their identity (a resume reuses them; the report pools their seeds)
+    ident["artifacts"] = {k: v for k, v in artifact_hashes.items() if k.split("/")[0] != TOKENIZED}
     system = content_hash({**ident, "seed": None})
     return content_hash(ident), system
 
@@ -167,13 +170,14 @@ def worker_resources(cpus_per_worker: float, device: str) -> dict[str, float]:
 def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: str, storage_path: str):
     """One trial's Ray Train run (`res`: the spec's `resources`). benchmarks/train_floor.py runs
     it around an empty loop, so Ray's own cost is timed on the grid's path."""
-    from ray.train.torch import TorchTrainer
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
-    # group saves ~2 s per trial
-    trainer_cls = TorchTrainer if res["num_workers"] > 1 else DataParallelTrainer
+    # group saves ~2 s per trial (and importing torch here, in the Tune process)
+    trainer_cls = DataParallelTrainer
+    if res["num_workers"] > 1:
+        from ray.train.torch import TorchTrainer as trainer_cls
     return trainer_cls(
         loop,
         train_loop_config=loop_config,

@@ -53,7 +53,7 @@ from bench.search import (GROUPS_DIR, SUMMARY_FILE, TUNING_DIR, Group, Param, Se
                           grid_points, groups, overrides_from, parse_search)
 from bench.spec import Spec, SpecError
 from bench.storage import Location
-from bench.trial import worker_resources
+from bench.trial import run_trial, worker_resources
 
 OBJECTIVE = "objective"
 BEST_FILE = "best.yaml"
@@ -315,8 +315,6 @@ def make_searcher(search: SearchSpec, params: tuple[Param, ...], samples: int | 
 def search_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Tune function of a search trial: `run_trial` with the searched values as overrides (dev
     only: `context["evaluate_test"]` is False), the row recording which search it came from."""
-    from bench.trial import run_trial
-
     trial = dict(config["trial"])
     searched = dict(config.get("searched") or {})
     trial["overrides"] = overrides_from(searched)

@@ -22,8 +22,8 @@ from ray.train import Checkpoint
 from bench.api_teacher.stage import (API_CACHE_LABEL, API_PT_LABEL, API_SLUG, API_TEACHER_LABEL, needs_scoring,
                                      read_description, read_usage, reads_aligned_targets, total_usage)
 from bench.artifacts import local_artifact
-from bench.data import (TOKENIZED, TRAIN_SPLITS, Lengths, encode_candidates, encode_splits, load_splits,
-                        load_token_ids, tokenized_label)
+from bench.data import (TOKENIZED, TRAIN_SPLITS, Lengths, encode_pts, encode_splits, load_splits, load_token_ids,
+                        read_pts, tokenized_label)
 from bench.distill.declare import method_from_definition
 from bench.distill.loop import TrainingRun
 from bench.distill.methods import RELATION_KINDS
@@ -132,9 +132,8 @@ def distill(cfg: dict[str, Any], rank: int, world: int, device, wrap=None, repor
            "teacher_pts": {}}
     for pt in method.pt_specs:  # an API teacher has one PT set, which every teacher-PT source reads
         label = pt.label if api is None else API_PT_LABEL
-        enc["teacher_pts"][pt] = load_token_ids(paths[tokenized_label(label)]) if stored_ids else {
-            s: encode_candidates(tok, texts, lengths.max_target) for s, texts in _read_pts(Path(paths[label])).items()
-            if s in TRAIN_SPLITS}
+        enc["teacher_pts"][pt] = load_token_ids(paths[tokenized_label(label)]) if stored_ids else \
+            encode_pts(tok, read_pts(paths[label]), lengths.max_target)
     streams = build_streams(method, enc, seed=cfg["seed"] * 1000 + rank)
     target_sets = [None if s.origin == "student_pt" else "gold" if s.origin == "gold" else
                    API_SLUG if api is not None else s.pts.slug for s in method.sources]
@@ -280,14 +279,6 @@ def _api_usage(method, paths: dict[str, str], online) -> dict:
         out["online_scoring"] = online.usage()
     out["total"] = total_usage(list(out.values()))
     return out
-
-
-def _read_pts(path: Path) -> dict:
-    try:
-        return json.loads((path / "pseudo_targets.json").read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"pseudo-targets {path / 'pseudo_targets.json'} are unreadable ({err}); the artifact is "
-                         f"corrupt: delete {path} to rebuild it") from None
 
 
 def check_method_fits(method, student, teacher_config, *, shared_tokenizer: bool, student_name: str) -> None:

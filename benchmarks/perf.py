@@ -246,7 +246,7 @@ def bench_d(size: Size, tmp: Path) -> float:
                  for r in rows if r["status"] == "ok"]
     from benchmarks.train_floor import train_floor
 
-    floor = train_floor(str(tmp / "floor"), spec.resources.model_dump(mode="json"), trials=1 if size.tiny else 2)
+    floor = train_floor(str(tmp / "floor"), spec.resources.model_dump(mode="json"), trials=1 if tiny else 2)
     ratio = grid / plain
     n = len(spec.methods)
     print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "

@@ -1,4 +1,5 @@
 """Shared stages on a tiny real task: every artifact is built once, then reused."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,3 +100,31 @@ def test_one_beam_search_serves_every_beam_pt_set_of_its_width(tmp_path):
     meta = json.loads((Path(art.paths["pseudo_targets/beam-k1"]) / "generation.json").read_text())
     assert meta["shared_search"] and art.flops["pseudo_targets/beam-k1"] == art.flops["pseudo_targets/beam-k4"] > 0
     assert not any(k.startswith("teacher_cache/") for k in art.paths)  # `teacher_cache: off`
+
+
+def test_token_ids_round_trip_and_a_corrupt_file_is_named(tmp_path):
+    """K candidates per input (uneven, an empty one), an empty split (labeled = 0) and empty sequences."""
+    import pytest
+
+    from bench.data import save_token_ids
+
+    seqs = {"inputs.labeled": [], "inputs.unlabeled": [[5, 6, 1], [1]], "gold.labeled": [[], [7]]}
+    cands = {"labeled": [], "unlabeled": [[[3, 4], [3], []], [[9]]]}
+    save_token_ids(tmp_path, seqs, cands)
+    assert load_token_ids(tmp_path) == {**seqs, **cands}
+    (tmp_path / "token_ids.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="token ids .* unreadable.*delete"):
+        load_token_ids(tmp_path)
+
+
+def test_stored_token_ids_do_not_change_a_trials_identity(tiny_artifacts):
+    """They follow from the data, tokenizer and PT hashes: rows from before they were stored keep
+    their config and system hashes (a resume reuses them, the report pools their seeds)."""
+    from bench.trial import trial_identity, worker_config
+
+    spec, art, _ = tiny_artifacts
+    cfg = worker_config(spec.model_dump(mode="json"), dataclasses.asdict(art), task="d2t", method="seq_kd",
+                        ratio=2.0, seed=0)
+    without = {k: v for k, v in art.hashes.items() if not k.startswith("tokenized")}
+    assert trial_identity(cfg, art.hashes) == trial_identity(cfg, without)
+    assert trial_identity(cfg, {**without, "teacher": "other"}) != trial_identity(cfg, without)
