@@ -4,7 +4,7 @@ The token ids every trial trains on — the labeled and unlabeled inputs, the la
 targets, each PT set's candidates — are encoded once per (data or PT set, tokenizer, lengths)
 by the shared stages (`tokenized` artifacts, `TOKEN_IDS_FILE`) and read by each trial whose
 student has the task's tokenizer; a student with its own tokenizer encodes the texts itself,
-with the same functions (`encode_splits`, `encode_candidates`).
+with the same functions (`encode_splits`, `encode_pts`).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tasks import SPLITS, TaskSplits
 
 TOKENIZED = "tokenized"  # the artifact label of the data's token ids; a PT set's: tokenized_label(its label)
 TOKEN_IDS_FILE = "token_ids.npz"
+PT_FILE = "pseudo_targets.json"  # a PT set's texts: {split: [[candidate, ...] per input]}
 TRAIN_SPLITS = ("labeled", "unlabeled")  # the splits students train on
 
 
@@ -76,7 +77,9 @@ def encode_candidates(tokenizer, texts_per_input: list[list[str]], max_len: int)
     return out
 
 
-PT_FILE = "pseudo_targets.json"  # a PT set's texts: {split: [[candidate, ...] per input]}
+def write_pts(d: Path, pts: dict[str, list[list[str]]]) -> None:
+    """Store a PT set's texts in `d` (model and API PT sets alike)."""
+    (Path(d) / PT_FILE).write_text(json.dumps(pts, ensure_ascii=False))
 
 
 def read_pts(d: Path | str) -> dict[str, list[list[str]]]:

@@ -12,6 +12,7 @@ grid, one at a time (`bench.profiling`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -22,9 +23,9 @@ from typing import Any
 import torch
 
 from bench.artifacts import Artifact, ArtifactStore
-from bench.data import (PT_FILE, TOKENIZED, TRAIN_SPLITS, Lengths, encode, encode_pts, encode_splits, load_splits,
+from bench.data import (TOKENIZED, TRAIN_SPLITS, Lengths, encode, encode_pts, encode_splits, load_splits,
                         load_token_ids, read_jsonl, read_pts, save_splits, save_token_ids, tokenized_label,
-                        write_jsonl)
+                        write_jsonl, write_pts)
 from bench.distill.loop import train
 from bench.distill.losses import CrossEntropy
 from bench.distill.methods import PTSpec, Source
@@ -195,24 +196,18 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     # tokenized: what students train on, as ids, encoded once for every trial (`bench.data`)
     tokenized = stage("tokenized", {"data": data.hash, "tokenizer": tok_art.hash, "lengths": asdict(out.lengths)},
                       lambda d: save_token_ids(d, encode_splits(tok, splits, out.lengths)), label=TOKENIZED)
-    data_ids = load_token_ids(tokenized.path)
+
+    @functools.cache  # read only when a stage is built (a second run reuses every stage)
+    def data_ids() -> dict[str, list]:
+        return load_token_ids(tokenized.path)
 
     def encoded_inputs(split: str) -> list[list[int]]:
         if split in TRAIN_SPLITS:
-            return data_ids[f"inputs.{split}"]
+            return data_ids()[f"inputs.{split}"]
         return encode(tok, splits.sources(split), out.lengths.max_source)
 
-    def tokenize_pts(pt_art: Artifact, label: str) -> Artifact:
-        """A PT set's candidates as ids (read by trials and by the teacher caches)."""
-        def build(d: Path) -> None:
-            save_token_ids(d, candidates=encode_pts(tok, read_pts(pt_art.path), out.lengths.max_target))
-
-        return stage("tokenized", {"pts": pt_art.hash, "tokenizer": tok_art.hash, "max_target": out.lengths.max_target},
-                     build, label=tokenized_label(label))
-
     if entry.teacher.api is not None:  # an LLM behind an API: no model, no training
-        _api_teacher_stages(spec, entry, out, stage, splits, tok, tok_art.hash, data.hash, store_root, say,
-                            tokenize_pts)
+        _api_teacher_stages(spec, entry, out, stage, splits, tok, tok_art.hash, data.hash, store_root, say)
         return out
 
     # teacher: from scratch (or from a pretrained model) on labeled + the teacher-only pool, with
@@ -232,9 +227,9 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                 build_model(config_from_spec(entry.teacher.model, tok), entry.data_seed)
             model = model.to(device)
             pool = splits.splits.get("teacher_pool", [])  # labeled + the teacher-only pool
-            inputs = data_ids["inputs.labeled"] + encode(tok, [r["source"] for r in pool], out.lengths.max_source)
-            targets = data_ids["gold.labeled"] + encode(tok, [r["target"] for r in pool], out.lengths.max_target,
-                                                        add_eos=False)
+            inputs = data_ids()["inputs.labeled"] + encode(tok, [r["source"] for r in pool], out.lengths.max_source)
+            targets = data_ids()["gold.labeled"] + encode(tok, [r["target"] for r in pool], out.lengths.max_target,
+                                                          add_eos=False)
             stream = Stream(Source("gold"), inputs, [[t] for t in targets], seed=entry.data_seed)
             tspec = entry.teacher.train
             stats = train(
@@ -302,7 +297,7 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
 
     def build_pts(pt: PTSpec, d: Path) -> None:
         pts, cost = generate(pt)
-        (d / PT_FILE).write_text(json.dumps(pts, ensure_ascii=False))
+        write_pts(d, pts)
         (d / "generation.json").write_text(json.dumps(cost))
 
     # the widest beam search at each width first, so narrower sets at that width reuse it
@@ -314,16 +309,15 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
                "seed": entry.data_seed, **runtime}
         pt_arts[pt] = stage("pseudo_targets", key, lambda d, pt=pt: build_pts(pt, d), label=pt.label,
                             extra_meta=lambda d: {"flops": json.loads((d / "generation.json").read_text()).get("flops", 0.0)})
-        pt_ids[pt] = tokenize_pts(pt_arts[pt], pt.label)
+        pt_ids[pt] = tokenize_pts(stage, pt_arts[pt], pt.label, tok, tok_art.hash, out.lengths.max_target)
 
     # teacher caches: top-k teacher distributions along gold targets and teacher PTs
-    gold_targets = data_ids["gold.labeled"]
     by_slug = {pt.slug: pt for pt in needed}
     cache_spec = spec.teacher_cache
 
     def target_set(name: str) -> dict[str, tuple[list, list]]:
         if name == "gold":
-            return {"labeled": (encoded_inputs("labeled"), [[t] for t in gold_targets])}
+            return {"labeled": (encoded_inputs("labeled"), [[t] for t in data_ids()["gold.labeled"]])}
         pts = load_token_ids(pt_ids[by_slug[name]].path)
         return {s: (encoded_inputs(s), pts[s]) for s in TRAIN_SPLITS}
 
@@ -375,9 +369,18 @@ def prepare_task(spec: Spec, entry: TaskEntry, store_root: str, say: Callable[[s
     return out
 
 
+def tokenize_pts(stage: Callable, pt_art: Artifact, label: str, tok, tok_hash: str, max_target: int) -> Artifact:
+    """The `tokenized` stage of a PT set (model or API): its candidates as the task tokenizer's
+    ids, read by trials and by the teacher caches."""
+    def build(d: Path) -> None:
+        save_token_ids(d, candidates=encode_pts(tok, read_pts(pt_art.path), max_target))
+
+    return stage("tokenized", {"pts": pt_art.hash, "tokenizer": tok_hash, "max_target": max_target}, build,
+                 label=tokenized_label(label))
+
+
 def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage: Callable, splits, tok,
-                        tok_hash: str, data_hash: str, store_root: str, say: Callable[[str], None],
-                        tokenize_pts: Callable) -> None:
+                        tok_hash: str, data_hash: str, store_root: str, say: Callable[[str], None]) -> None:
     """The stages of an API teacher (`bench.api_teacher.stage`), after data and tokenizer:
 
     teacher          no model: the teacher's description, the architecture students are sized
@@ -451,7 +454,7 @@ def _api_teacher_stages(spec: Spec, entry: TaskEntry, out: TaskArtifacts, stage:
         pt_key = {"api_stage": API_STAGE_VERSION, "api": api.hash_key(task), "data": data_hash}
         pt_art = stage("pseudo_targets", pt_key, lambda d: write_pseudo_targets(client(api), task, splits, d, say=say),
                        label=API_PT_LABEL)
-        tokenize_pts(pt_art, API_PT_LABEL)
+        tokenize_pts(stage, pt_art, API_PT_LABEL, tok, tok_hash, out.lengths.max_target)
         usage_files[API_PT_LABEL] = pt_art.path
         if any(reads_aligned_targets(m) for m in methods):
             # the API's log-probs are the teacher's only distributions: built whatever teacher_cache says

@@ -28,7 +28,7 @@ import numpy as np
 from bench.api_teacher.align import align_to_student, student_vocab
 from bench.api_teacher.responses import Completion
 from bench.api_teacher.spec import ApiTeacherSpec, build_prompts
-from bench.data import PT_FILE
+from bench.data import write_pts
 
 API_SLUG = "api"  # the target set of the API's PT set (in teacher caches and example keys)
 API_TEACHER_LABEL = "api_teacher"  # the teacher stage of an API teacher: no model, its description
@@ -134,8 +134,7 @@ def write_pseudo_targets(client, task: str, splits, out_dir: Path, *, say: Calla
         by_split[split] = slice(start, start + n)
         start += n
     completions = [[stripped(c) for c in cs] for cs in pts.completions]
-    (out_dir / PT_FILE).write_text(json.dumps(
-        {s: [[c.text for c in cs] for cs in completions[cut]] for s, cut in by_split.items()}, ensure_ascii=False))
+    write_pts(out_dir, {s: [[c.text for c in cs] for cs in completions[cut]] for s, cut in by_split.items()})
     with gzip.open(out_dir / COMPLETIONS_FILE, "wt", encoding="utf-8") as fh:
         json.dump({s: [[c.to_dict() for c in cs] for cs in completions[cut]] for s, cut in by_split.items()},
                   fh, ensure_ascii=False)
