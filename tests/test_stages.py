@@ -3,7 +3,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from bench.data import encode_candidates, encode_splits, load_splits, load_token_ids
+from bench.data import encode, load_splits, load_token_ids
 from bench.pretrained import load_tokenizer
 from bench.stages import prepare_task
 
@@ -26,9 +26,15 @@ def test_all_stages_built(tiny_artifacts):
     # the token ids trials read are what the task's tokenizer gives for those texts
     tok = load_tokenizer(art.paths["tokenizer"])
     ids = load_token_ids(art.paths["tokenized"])
-    assert ids == encode_splits(tok, splits, art.lengths) and len(ids["inputs.unlabeled"]) == sizes.unlabeled
+    one = lambda text, n, eos=False: encode(tok, [text], n, add_eos=eos)[0]  # noqa: E731 - one text at a time
+    for split in ("labeled", "unlabeled"):
+        assert ids[f"inputs.{split}"] == [one(x, art.lengths.max_source, True) for x in splits.sources(split)]
+    assert ids["gold.labeled"] == [one(r["target"], art.lengths.max_target) for r in splits.splits["labeled"]]
+    assert len(ids["inputs.unlabeled"]) == sizes.unlabeled and set(ids) == {"inputs.labeled", "inputs.unlabeled",
+                                                                            "gold.labeled"}
     pt_ids = load_token_ids(art.paths["tokenized/pseudo_targets/beam-k1"])
-    assert pt_ids == {s: encode_candidates(tok, pts[s], art.lengths.max_target) for s in ("labeled", "unlabeled")}
+    assert pt_ids == {s: [[one(c, art.lengths.max_target) for c in cands] for cands in pts[s]]
+                      for s in ("labeled", "unlabeled")}
     assert all(len(c) == 1 and c[0] and isinstance(c[0][0], int) for c in pt_ids["unlabeled"])
     ev = art.teacher_eval
     assert 0 <= ev["bleu"] <= 100 and ev["bleu_signature"].startswith("nrefs:2")
