@@ -57,6 +57,14 @@ class Background(Generic[T]):
         self._proc.start()
         send.close()
 
+    def cancel(self) -> None:
+        """Stop the child, if one still runs (its result is no longer wanted)."""
+        if self._proc is not None and self._outcome is None:
+            self._proc.terminate()
+            self._proc.join()
+            self._recv.close()
+            self._outcome = ("error", RuntimeError(f"{self.what}: cancelled"))
+
     def result(self) -> T:
         if self._outcome is None:
             try:

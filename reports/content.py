@@ -134,22 +134,25 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     points = compute_points(frame, metrics)
     # the figures need no statistics: drawn alongside them (reports.background)
     drawing = Background(lambda: _figures(rows_by_dir, frame, quality, points, metrics, out_dir), "drawing the figures")
-    store = ScoreStore(out_dir / CACHE_DIR,
-                       read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs if isinstance(d, Path)])
-    cells = build_cells(frame, metrics, store)
-    store.flush()
-    sig = significance(frame, metrics, withheld=withheld, cells=cells)
-    sections: list[Section] = []
-    if merge_notes:
-        sections.append(Section("Merged runs", list(merge_notes)))
-    sections += _findings_sections(runs, cells, withheld)
-    results = {}
-    for task in task_names(ok_rows(frame)):
-        main = results_display(frame, task, metrics[task], sig)
-        if not main.data.empty:
-            results[task] = main.data
-            sections.append(_task_section(frame, task, metrics[task], main, withheld.get(task)))
-
+    try:
+        store = ScoreStore(out_dir / CACHE_DIR,
+                           read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs if isinstance(d, Path)])
+        cells = build_cells(frame, metrics, store)
+        store.flush()
+        sig = significance(frame, metrics, withheld=withheld, cells=cells)
+        sections: list[Section] = []
+        if merge_notes:
+            sections.append(Section("Merged runs", list(merge_notes)))
+        sections += _findings_sections(runs, cells, withheld)
+        results = {}
+        for task in task_names(ok_rows(frame)):
+            main = results_display(frame, task, metrics[task], sig)
+            if not main.data.empty:
+                results[task] = main.data
+                sections.append(_task_section(frame, task, metrics[task], main, withheld.get(task)))
+    except BaseException:
+        drawing.cancel()  # the figures of a failed build are not drawn
+        raise
     figures = drawing.result()
     by_file = {f.path.name: f for f in figures}
     quality_figs = [by_file[n] for n in (PLOT_FILE, BARS_FILE) if n in by_file]

@@ -37,3 +37,21 @@ def test_the_works_exception_is_raised_with_its_type(path):
         job.result()
     if path == "fork":
         assert "raised while drawing the figures, in a forked child" in "\n".join(err.value.__notes__)
+
+
+def test_a_cancelled_child_writes_nothing(monkeypatch, tmp_path):
+    """A build whose statistics failed stops its figure child: no files appear after it."""
+    import time
+
+    monkeypatch.setattr(background, "can_fork", lambda: True)
+
+    def work():
+        time.sleep(1)
+        (tmp_path / "late.png").write_bytes(b"png")
+
+    job = background.Background(work, "drawing the figures")
+    job.cancel()
+    time.sleep(1.5)
+    assert not (tmp_path / "late.png").exists()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        job.result()
