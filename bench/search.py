@@ -38,9 +38,9 @@ i), so every method sees the same values of the parameters they share; a grid la
 from __future__ import annotations
 
 import hashlib
-import json
 import importlib.util
 import itertools
+import json
 import math
 import typing
 from dataclasses import dataclass, field

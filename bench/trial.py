@@ -175,9 +175,10 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
 
     # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
     # group saves ~2 s per trial (and importing torch here, in the Tune process)
-    trainer_cls = DataParallelTrainer
     if res["num_workers"] > 1:
         from ray.train.torch import TorchTrainer as trainer_cls
+    else:
+        trainer_cls = DataParallelTrainer
     return trainer_cls(
         loop,
         train_loop_config=loop_config,
