@@ -88,7 +88,6 @@ def _students(run_dir) -> int:
 
 def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir, log: Path) -> dict:
     """Run the grid into `run_dir` with one fault injected; then finish it as a user would."""
-    from bench.artifacts import META_FILE
     from bench.localcluster import kill, processes
 
     base = [sys.executable, "-m", "bench.cli", "run", "--address", cluster.address]

@@ -10,7 +10,6 @@ bench's reader declines a local file, the file is looked at once more only to sa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from bench.distill.losses import DIVERGENCES, CrossEntropy, build_divergence
-from bench.distill.relations import ATTENTION_SITES, HIDDEN_SITES, LEGACY, SITES, RelationKD
+from bench.distill.relations import ATTENTION_SITES, HIDDEN_SITES, LEGACY, RelationKD
 from bench.distill.schedule import AdaptiveSGO, Alternate, Replay, StaticMix
 
 TargetOrigin = Literal["gold", "teacher_pt", "student_pt"]
