@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="let a run dir of another spec take this one: changed trials run under new keys")
     run.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")
     run.add_argument("--artifacts-dir", default=None, help="shared artifact store (overrides storage.artifacts_dir)")
-    run.add_argument("--tuned", type=Path, default=None, metavar="BEST_YAML",
+    run.add_argument("--tuned", default=None, metavar="BEST_YAML",
                      help="run the configurations `kdbench tune` chose (its best.yaml); without a spec, the "
                           "tuned spec")
     run.add_argument("--study", default=None, metavar="S1..S8|all",
@@ -40,16 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("spec", nargs="?", help="path to a spec YAML with a search: block (or --preset)")
     tune.add_argument("--preset", default=None, help="built-in spec (needs a search: block)")
     tune.add_argument("--address", default=None, help="connect to an existing Ray cluster (e.g. auto or HOST:PORT)")
-    tune.add_argument("--run-dir", type=Path, default=None,
+    tune.add_argument("--run-dir", default=None,
                       help="run directory (an existing one resumes: finished groups are kept)")
     tune.add_argument("--runs-dir", default=None, help="parent of new run directories (overrides storage.runs_dir)")
     tune.add_argument("--artifacts-dir", default=None, help="shared artifact store (overrides storage.artifacts_dir)")
-    tune.add_argument("--out", type=Path, default=None, help="also write best.yaml here (default: RUN_DIR/best.yaml only)")
+    tune.add_argument("--out", default=None, help="also write best.yaml here (default: RUN_DIR/best.yaml only)")
     tune.add_argument("--verbose", action="store_true", help="show Ray's own logs")
 
     rep = sub.add_parser("report", help="(re)build the report of one or more run directories")
     rep.add_argument("run_dirs", nargs="+", help="run directories: paths or storage URIs")
-    rep.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/report)")
+    rep.add_argument("--out", default=None, help="output folder (default RUN_DIR/report)")
 
     val = sub.add_parser("validate", help="check a spec without running anything")
     val.add_argument("spec", nargs="?")
@@ -57,10 +56,11 @@ def _parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="copy the best student of each task (chosen on dev, never on test) "
                                         "with its model card")
-    exp.add_argument("run_dir", help="a run directory whose spec had storage.save_students: true")
+    exp.add_argument("run_dir", help="a run directory (path or storage URI) whose spec had "
+                                     "storage.save_students: true")
     exp.add_argument("--best", action="store_true", required=True, help="export the dev-best student per task")
     exp.add_argument("--task", default=None, help="only this task")
-    exp.add_argument("--to", required=True, type=Path, help="target directory (one folder per task)")
+    exp.add_argument("--to", required=True, help="target directory or storage URI (one folder per task)")
     exp.add_argument("--by", default="dev", choices=["dev", "dev_loss"], help="the dev criterion")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing export")
     exp.add_argument("--push-to-hub", default=None, metavar="REPO",

@@ -12,13 +12,15 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.modelcard import card_metrics, seed_summary, write_model_card
-from bench.results import read_rows, same_system
+from bench.results import STUDENTS_DIR, read_rows, same_system
+from bench.storage import Location
 
 EXPORT_FILE = "kdbench_export.json"  # why this student was chosen, next to its weights
 
@@ -63,24 +65,26 @@ def criterion(rows: list[dict[str, Any]], by: str = "dev") -> Criterion:
     return Criterion("dev_loss", False, "metrics.dev_loss")
 
 
-def student_dir(run_dir: Path, row: dict[str, Any]) -> Path | None:
+def student_dir(run_dir: Location, row: dict[str, Any]) -> Location | None:
     """Where the row's saved student is: as recorded, else under this run dir's students/
     (a run dir that was moved or copied keeps its students next to its rows)."""
     recorded = (row.get("metrics") or {}).get("student_dir")
     if not recorded:
         return None
-    for candidate in (Path(recorded), run_dir / "students" / Path(recorded).name):
-        if (candidate / "config.json").is_file():
+    moved = run_dir.join(STUDENTS_DIR, Location.of(recorded).name)
+    for candidate in (Location.of(recorded), moved):
+        if candidate.join("config.json").exists():
             return candidate
     raise FileNotFoundError(f"the saved student of {row['trial_key']} is missing: neither {recorded} "
-                            f"nor {run_dir / 'students' / Path(recorded).name} holds a model")
+                            f"nor {moved} holds a model")
 
 
 def export_best(run_dir: Path | str, to_dir: Path | str, task: str | None = None, by: str = "dev",
-                overwrite: bool = False, say: Callable[[str], None] = print) -> list[Path]:
+                overwrite: bool = False, say: Callable[[str], None] = print) -> list[Location]:
     """Copy the dev-best student of each task (or of `task`) to `to_dir/<task>/` with its model
-    card; returns the exported directories."""
-    run_dir, to_dir = Path(run_dir), Path(to_dir)
+    card; returns the exported directories. Either side may be a local path or a storage URI
+    (`s3://…`): a run on an object store exports like a local one."""
+    run_dir, to_dir = Location.of(run_dir), Location.of(to_dir)
     rows = [r for r in read_rows(run_dir) if r.get("status") == "ok"]
     students = [r for r in rows if r.get("role") == "student"]
     if not students:
@@ -105,16 +109,22 @@ def export_best(run_dir: Path | str, to_dir: Path | str, task: str | None = None
         if source is None:
             raise ValueError(f"task {name!r}: the dev-best student {best['trial_key']} was not saved "
                              f"(`storage.save_students` was off for it)")
-        target = to_dir / name
-        _copy_model(source, target, overwrite)
+        target = to_dir.join(name)
+        _refuse_to_replace(target, overwrite)
         teacher = next((r for r in rows if r.get("role") == "teacher" and r["task"] == name), None)
         seeds = [r for r in candidates if same_system(r, best)]
         summary = seed_summary(seeds, card_metrics(best)) if len(seeds) > 1 else None
-        write_model_card(target, best, teacher_row=teacher, summary=summary)
         why = {"trial_key": best["trial_key"], "run_dir": str(run_dir), "metric": rule.metric,
                "value": best_value, "higher_is_better": rule.higher_is_better, "source": rule.source,
                "candidates": len(scored), "seeds_in_summary": len(seeds) if summary else 1}
-        (target / EXPORT_FILE).write_text(json.dumps(why, indent=2) + "\n", encoding="utf-8")
+        with tempfile.TemporaryDirectory(prefix="kdbench-export-") as d:
+            staged = Path(d, name)
+            source.download_dir(staged)
+            for stale in (staged / "README.md", staged / EXPORT_FILE):  # the student's, not this export's
+                stale.unlink(missing_ok=True)
+            write_model_card(staged, best, teacher_row=teacher, summary=summary)
+            (staged / EXPORT_FILE).write_text(json.dumps(why, indent=2) + "\n", encoding="utf-8")
+            _publish(staged, target)
         direction = "higher" if rule.higher_is_better else "lower"
         say(f"[{name}] best of {len(scored)} students on dev: {best['trial_key']} "
             f"({rule.metric} = {best_value:.4g}, {direction} is better, from {rule.source}) -> {target}")
@@ -122,26 +132,46 @@ def export_best(run_dir: Path | str, to_dir: Path | str, task: str | None = None
     return exported
 
 
-def _copy_model(source: Path, target: Path, overwrite: bool) -> None:
-    if target.exists() and any(target.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{target} already exists and is not empty (pass overwrite=True / "
-                                  f"--overwrite to replace it)")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("README.md", EXPORT_FILE))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)  # a reader never sees a half-copied student
+def _refuse_to_replace(target: Location, overwrite: bool) -> None:
+    if not overwrite and (target.files() or target.dirs()):
+        raise FileExistsError(f"{target} already exists and is not empty (pass overwrite=True / "
+                              f"--overwrite to replace it)")
 
 
-def push_to_hub(path: Path | str, repo: str, private: bool = False) -> str:
-    """Upload an exported student folder to the Hub repo `repo`; returns the commit URL.
+def _publish(staged: Path, target: Location) -> None:
+    """Put a complete export at `target`. On a local disk it is renamed into place, so a reader
+    never sees a half-copied student; on an object store its marker (EXPORT_FILE) is uploaded
+    last, so an export without one is incomplete."""
+    if target.is_local:
+        dest = target.local_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(staged, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+        return
+    target.delete()
+    marker = staged / EXPORT_FILE
+    body = marker.read_bytes()
+    marker.unlink()
+    target.upload_dir(staged)
+    target.join(EXPORT_FILE).write_bytes(body)
+
+
+def push_to_hub(path: Location | Path | str, repo: str, private: bool = False) -> str:
+    """Upload an exported student folder (on this machine's disk) to the Hub repo `repo`; returns
+    the commit URL.
 
     Fails at once, in one line, when offline mode is on (HF_HUB_OFFLINE) or the Hub does not
     answer a short probe, instead of hanging on retries."""
     from tasks.sources import offline_reason
 
-    path = Path(path)
+    where = Location.of(path)
+    if not where.is_local:
+        raise ValueError(f"cannot push {where} to the Hub: it is not on this machine's disk; export to a "
+                         f"local directory (--to DIR) to push it")
+    path = where.local_path
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a saved model (no config.json): export it first")
     reason = offline_reason()

@@ -37,22 +37,24 @@ class TrialProgress(tune.Callback):
     trial's reports (step, loss, dev metric, ETA; at most one per `live_every` seconds per
     trial), one line per finished trial, and the interim report rebuilt as trials finish
     (`on_progress`, at most once per `report_every` seconds, in a background thread so Tune's
-    event loop never waits for it)."""
+    event loop never waits for it). Only a trial trained in this run brings the interim report
+    anything new: rows stored earlier (a resumed run) were in the report that ran with them."""
 
     def __init__(self, total: int, on_progress: Callable[[], Path] | None = None, report_every: float = 60.0,
                  live_every: float = 20.0):
         self.total, self.done, self.start = total, 0, time.time()
         self.on_progress, self.report_every, self.last_report = on_progress, report_every, 0.0
         self.live_every, self._last_live = live_every, {}
+        self.unreported = 0  # trials trained in this run that no interim report has shown yet
         self._thread: threading.Thread | None = None
         self.stop = StopFlag()  # raised when the grid must stop (the run dir cannot be written)
 
     def _interim_report(self) -> None:
-        if self.on_progress is None or self.done == self.total:  # the final report follows the grid
-            return
+        if self.on_progress is None or self.done == self.total or not self.unreported:  # the final report
+            return                                                                         # follows the grid
         if time.time() - self.last_report < self.report_every or (self._thread and self._thread.is_alive()):
             return
-        self.last_report = time.time()
+        self.last_report, self.unreported = time.time(), 0
         done = self.done
 
         def build() -> None:
@@ -105,6 +107,7 @@ class TrialProgress(tune.Callback):
                 print(f"STOPPING: {result['error']}", flush=True)
             return
         self.done += 1
+        self.unreported += not result.get("reused")
         if result.get("status") == "ok":
             headline = result.get("headline") or "bleu"
             if result.get("bleu") is None:  # a search trial: dev only

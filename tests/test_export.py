@@ -10,8 +10,10 @@ import pytest
 import yaml
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from bench.cli import main
 from bench.export import EXPORT_FILE, export_best, push_to_hub
-from bench.results import append_row, slug
+from bench.results import STUDENTS_DIR, append_row, slug
+from bench.storage import Location
 from tests.test_modelcard import student_row, teacher_row, tiny_t5
 
 
@@ -43,18 +45,18 @@ def test_dev_best_is_exported_even_when_test_disagrees(tmp_path, bpe_tokenizer):
         ("joint_teaching", 1, 31.0, 34.0, 3.1)])
     said = []
     [out] = export_best(run_dir, tmp_path / "export", say=said.append)
-    assert out == tmp_path / "export" / "d2t"
+    assert out.local_path == tmp_path / "export" / "d2t"
     best = rows[2]
     why = json.loads((out / EXPORT_FILE).read_text())
     assert why["trial_key"] == best["trial_key"] and why["metric"] == "dev_bleu"
     assert why["higher_is_better"] and why["source"] == "metrics.selection.value" and why["value"] == 35.0
     assert "dev_bleu = 35" in said[0] and "higher is better" in said[0]
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(out)  # the chosen student's own weights
+    model = AutoModelForSeq2SeqLM.from_pretrained(out.local_path)  # the chosen student's own weights
     assert model.config.d_model == 12
-    assert AutoTokenizer.from_pretrained(out).pad_token == "<pad>"
-    assert card_values(out / "README.md") == {"bleu": 33.0, "chrf": 53.0, "ter": 37.0, "rougeL": 43.0}
-    body = (out / "README.md").read_text()
+    assert AutoTokenizer.from_pretrained(out.local_path).pad_token == "<pad>"
+    assert card_values(out.local_path / "README.md") == {"bleu": 33.0, "chrf": 53.0, "ter": 37.0, "rougeL": 43.0}
+    body = (out.local_path / "README.md").read_text()
     assert "| BLEU | 33.00 | 32.00 ± " in body and "| 2 |" in body  # two seeds of this system
     assert "test BLEU: 59.60" in body  # the teacher row
 
@@ -63,7 +65,7 @@ def test_dev_best_is_exported_even_when_test_disagrees(tmp_path, bpe_tokenizer):
     # `by="dev_loss"` ranks by the final dev loss even though a selection exists
     [out] = export_best(run_dir, tmp_path / "export", by="dev_loss", overwrite=True, say=said.append)
     assert json.loads((out / EXPORT_FILE).read_text())["trial_key"] == rows[1]["trial_key"]
-    assert AutoModelForSeq2SeqLM.from_pretrained(out).config.d_model == 10
+    assert AutoModelForSeq2SeqLM.from_pretrained(out.local_path).config.d_model == 10
 
 
 def test_dev_loss_is_the_fallback_and_lower_wins(tmp_path, bpe_tokenizer):
@@ -79,7 +81,7 @@ def test_dev_loss_is_the_fallback_and_lower_wins(tmp_path, bpe_tokenizer):
     why = json.loads((out / EXPORT_FILE).read_text())
     assert why["trial_key"] == rows[2]["trial_key"] and why["source"] == "metrics.dev_loss"
     assert not why["higher_is_better"] and "lower is better" in said[0]
-    assert card_values(out / "README.md")["bleu"] == 10.0
+    assert card_values(out.local_path / "README.md")["bleu"] == 10.0
     with pytest.raises(ValueError, match="dev only"):
         export_best(run_dir, tmp_path / "other", by="test")
 
@@ -99,6 +101,36 @@ def test_moved_run_dir_still_finds_its_students(tmp_path, bpe_tokenizer):
     moved = run_dir.rename(tmp_path / "moved")
     [out] = export_best(moved, tmp_path / "export", say=lambda _: None)
     assert (out / "model.safetensors").exists()
+
+
+def test_a_run_on_an_object_store_exports_to_disk_and_to_the_store(tmp_path, bpe_tokenizer, s3_bucket):
+    """Rows and saved students on S3 (a real S3 server on loopback), as a cluster run keeps them:
+    `kdbench export` reads them there and writes to a local folder or back to the store."""
+    run = Location.of(s3_bucket).join("runs", "r1")
+    append_row(run, teacher_row())
+    for i, (method, dev) in enumerate([("ft", 25.0), ("seq_kd", 31.0)]):
+        row = student_row(method=method, seed=0, dev=dev)
+        saved = run.join(STUDENTS_DIR, slug(row["trial_key"]))
+        saved.upload_dir(tiny_t5(bpe_tokenizer, tmp_path / f"s{i}", d_model=8 + 2 * i))
+        row["metrics"]["student_dir"] = str(saved)
+        append_row(run, row)
+
+    assert main(["export", str(run), "--best", "--to", str(tmp_path / "out")]) == 0
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "out" / "d2t").config.d_model == 10  # seq_kd: dev 31
+    assert "dev_bleu" in (tmp_path / "out" / "d2t" / "README.md").read_text()
+
+    remote = Location.of(s3_bucket).join("exports")
+    assert main(["export", str(run), "--best", "--to", str(remote)]) == 0
+    back = tmp_path / "back"
+    remote.join("d2t").download_dir(back)
+    assert AutoModelForSeq2SeqLM.from_pretrained(back).config.d_model == 10
+    assert json.loads((back / EXPORT_FILE).read_text())["run_dir"] == str(run)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_best(run, remote, say=lambda _: None)
+    [again] = export_best(run, remote, overwrite=True, by="dev_loss", say=lambda _: None)
+    assert again == remote.join("d2t")
+    with pytest.raises(ValueError, match="not on this machine's disk"):
+        push_to_hub(again, "someone/kd-student")
 
 
 def test_push_to_hub_fails_fast_in_one_line_when_offline_or_unreachable(tmp_path, bpe_tokenizer, monkeypatch):

@@ -56,3 +56,21 @@ def test_interim_reports_as_trials_finish_throttled_and_never_fatal(capsys):
     assert built == [0, 1]
     assert "interim report (1/4 trials): /runs/x/report/report.html" in out
     assert "interim report not written: RuntimeError: disk full" in out and "[trial 4/4" in out
+
+
+def test_a_resumed_grid_rebuilds_the_interim_report_only_for_trials_trained_now():
+    from types import SimpleNamespace
+
+    from bench.grid import TrialProgress
+
+    built = []
+    progress = TrialProgress(total=4, on_progress=lambda: built.append(1) or "/r", report_every=0)
+    trial = SimpleNamespace(config={"task": "d2t", "ratio": 4, "method": "ft", "seed": 0, "student_init": "random"})
+    stored = {"status": "ok", "bleu": 20.0, "chrf": 40.0, "params": 1000, "realized_ratio": 4.0, "reused": True}
+    for _ in range(2):  # rows of the interrupted run: already in its report
+        progress.on_trial_result(0, [], trial, stored)
+        progress.wait()
+    assert built == []
+    progress.on_trial_result(0, [], trial, {**stored, "reused": False})  # trained in this run
+    progress.wait()
+    assert built == [1]
