@@ -124,3 +124,18 @@ def test_t5_deeper_decoder_than_encoder_is_refused():
 def test_adaptive_schedules_need_dev_losses():
     msg = _error(lambda d: (d.update(methods=["distillm"]), d["student_train"].update(dev_every=0)))
     assert "student_train.dev_every = 0" in msg and "distillm" in msg
+
+
+def test_every_run_dir_and_output_option_keeps_a_storage_uri_as_given():
+    """Path() would fold `s3://b/x` into `s3:/b/x`: options that take a run dir, a report folder,
+    a best.yaml or an export target keep the URI intact for `bench.storage.Location`."""
+    from bench.cli import _parser
+
+    uri = "s3://bucket/runs/r1?endpoint_override=http://127.0.0.1:9000&scheme=http"
+    parse = _parser().parse_args
+    assert parse(["run", "--run-dir", uri]).run_dir == uri
+    assert parse(["run", "--tuned", uri + "/best.yaml"]).tuned == uri + "/best.yaml"
+    tune = parse(["tune", "s.yaml", "--run-dir", uri, "--out", uri + "/best.yaml"])
+    assert (tune.run_dir, tune.out) == (uri, uri + "/best.yaml")
+    assert parse(["report", uri, "--out", uri + "/report"]).out == uri + "/report"
+    assert parse(["export", uri, "--best", "--to", uri + "/exports"]).to == uri + "/exports"
