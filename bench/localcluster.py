@@ -141,7 +141,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
 
 class ObjectStore:
     """An S3-compatible server on loopback (moto) with one bucket; `uri` is the storage URI
-    kdbench and Ray take."""
+    kdbench and Ray take (the tests' `s3_server` fixture is one of these too)."""
 
     def __init__(self, bucket: str = "kdbench"):
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -151,15 +151,19 @@ class ObjectStore:
 
         from moto.server import ThreadedMotoServer
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        self.uri = self.new_bucket(bucket)
+
+    def new_bucket(self, name: str) -> str:
+        """Create bucket `name`; returns its storage URI."""
         import boto3
 
-        boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=bucket)
-        self.uri = f"s3://{bucket}?endpoint_override={self.endpoint}&scheme=http"
+        boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=name)
+        return f"s3://{name}?endpoint_override={self.endpoint}&scheme=http"
 
     def stop(self) -> None:
         self.server.stop()

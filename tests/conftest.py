@@ -63,21 +63,12 @@ def bpe_tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """A real S3-compatible server on loopback (moto in server mode) for the whole session;
-    yields its endpoint URL."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import logging
+    """A real S3-compatible server on loopback (moto in server mode) for the whole session."""
+    from bench.localcluster import ObjectStore
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    store = ObjectStore()
+    yield store
+    store.stop()
 
 
 @pytest.fixture
@@ -86,8 +77,5 @@ def s3_bucket(s3_server, request):
     import re
     import uuid
 
-    import boto3
-
     name = re.sub(r"[^a-z0-9-]", "-", f"kdb-{request.node.name.lower()}")[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    return f"s3://{name}?endpoint_override={s3_server}&scheme=http"
+    return s3_server.new_bucket(name)
