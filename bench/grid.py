@@ -11,6 +11,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from bench.janitor import Janitor
 from bench.spec import Spec
 from bench.storage import Location
 from bench.trial import run_trial
@@ -188,7 +189,8 @@ def run_grid(spec: Spec, run_dir, context: dict[str, Any], verbose: bool = False
         ),
     )
     try:
-        tuner.fit()
+        with Janitor(say=lambda m: print(m, flush=True)):  # a dead trial's Train workers' CPUs come back
+            tuner.fit()
     finally:
         progress.wait()
     return progress.stop.reason

@@ -119,6 +119,11 @@ class LocalCluster:
         """SIGKILL this cluster's processes whose command line holds `title`; how many."""
         return kill(processes(self.marker, title))
 
+    def kill_node(self, i: int) -> int:
+        """SIGKILL every process of this cluster's node `i` (raylet, workers, ...); how many."""
+        on_node = set(processes(f"KDBENCH_NODE={i}"))
+        return kill([pid for pid in processes(self.marker) if pid in on_node])
+
     def stop(self) -> None:
         for _ in range(3):
             if not kill(processes(self.marker)):

@@ -49,11 +49,12 @@ from ray.tune.search import Searcher
 
 from bench.errors import RunStopped
 from bench.grid import TrialProgress, concurrency, trial_trainable
+from bench.janitor import Janitor
 from bench.search import (GROUPS_DIR, SUMMARY_FILE, TUNING_DIR, Group, Param, SearchSpec, budgets_equal, draw_random,
                           grid_points, groups, overrides_from, parse_search)
 from bench.spec import Spec, SpecError
 from bench.storage import Location
-from bench.trial import run_trial, worker_resources
+from bench.trial import run_trial
 
 OBJECTIVE = "objective"
 BEST_FILE = "best.yaml"
@@ -70,125 +71,6 @@ def dev_objective(result: dict | None, mode: str) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return None
     return float(value) if mode == "max" else -float(value)
-
-
-class StoppedTrialJanitor:
-    """Gives back the Train workers' resources of trials stopped before their end (by ASHA or
-    the time budget).
-
-    Why this is needed (Ray 2.60, checked): a stopped trial's Tune actor is killed, and with
-    it its Train controller and workers, but not the workers' placement group: a placement
-    group lives until both its creator actor *and the job* are dead, i.e. until the driver
-    exits. Train V2 starts a detached `PlacementGroupCleaner` for exactly this case, but it
-    asks the State API whether the controller is alive, and that API needs the dashboard
-    (`ray[default]`; kdbench starts Ray without it), so it waits forever. Each stopped trial
-    then kept `num_workers × cpus_per_worker` CPUs, and a 2-CPU machine deadlocked after two
-    stops (`WorkerGroupStartupTimeoutError`).
-
-    What it does: when a trial is stopped, it notes the Train-shaped placement groups
-    (`num_workers` bundles of one worker's resources) that are CREATED and in use at that
-    moment; the stopped trial's group is among them, and it is the one that then stays idle
-    while CREATED (a trial that ends normally has its group removed by its controller right
-    after its workers stop, so it is idle for an instant at most). A noted group idle for
-    `settle_s` is removed, one per stopped trial while the search runs; once the group's Tuner
-    has returned (no trial of it runs any more), `finish` removes every noted group still idle.
-    Where the State API works, Ray's own cleaner removes them first and nothing is left to do."""
-
-    def __init__(self, worker_resources: dict[str, float], num_workers: int, poll_s: float = 0.25,
-                 settle_s: float = 1.0):
-        import threading
-
-        self.shape = [dict(worker_resources) for _ in range(num_workers)]
-        self.poll_s, self.settle_s = poll_s, settle_s
-        self.lock = threading.Lock()
-        self.noted: set[str] = set()  # groups in use when some trial was stopped
-        self.owed: list[str] = []  # stopped trials whose group is not reclaimed yet
-        self.idle_since: dict[str, float] = {}
-        self.reclaimed: list[dict[str, Any]] = []
-        self.started = time.time()
-        self._stop = threading.Event()
-        self._thread = None
-
-    def __getstate__(self):  # Tune pickles its callbacks and scheduler with the experiment state
-        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "_stop", "_thread")}
-
-    def __setstate__(self, state):
-        import threading
-
-        self.__dict__.update(state, lock=threading.Lock(), _stop=threading.Event(), _thread=None)
-
-    def _train_groups(self) -> list[str]:
-        from ray.util.placement_group import placement_group_table
-
-        out = []
-        for pg_id, info in placement_group_table().items():
-            bundles = [info["bundles"][i] for i in sorted(info["bundles"])]
-            if info["state"] == "CREATED" and len(bundles) == len(self.shape) and all(
-                    set(b) == set(s) and all(abs(b[k] - s[k]) < 1e-6 for k in s) for b, s in zip(bundles, self.shape)):
-                out.append(pg_id)
-        return out
-
-    def _idle(self, pgs) -> set[str]:
-        total, free = ray.cluster_resources(), ray.available_resources()
-        return {pg for pg in pgs if all(free.get(f"{r}_group_{pg}", 0.0) >= total.get(f"{r}_group_{pg}", 0.0) - 1e-6
-                                        for r in self.shape[0])}
-
-    def trial_stopped(self, trial_id: str) -> None:
-        import threading
-
-        groups_now = self._train_groups()
-        with self.lock:
-            self.noted |= set(groups_now) - self._idle(groups_now)
-            self.owed.append(trial_id)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._watch, daemon=True, name="kdbench-reclaim")
-            self._thread.start()
-
-    def _sweep(self, every_idle: bool) -> None:
-        """One poll: remove noted groups idle for `settle_s` (while searching: one per stopped
-        trial not yet paid back; at the end: all of them)."""
-        from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-        with self.lock:
-            self.noted &= set(self._train_groups())  # the others are gone (Train removed them)
-            now, idle = time.time(), self._idle(self.noted)
-            self.idle_since = {pg: self.idle_since.get(pg, now) for pg in idle}
-            for pg in sorted(pg for pg, t in self.idle_since.items() if now - t >= self.settle_s):
-                if not (self.owed or every_idle):
-                    break
-                remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg))))
-                self.noted.discard(pg)
-                self.idle_since.pop(pg)
-                self.reclaimed.append({"trial_id": self.owed.pop(0) if self.owed else None, "placement_group": pg,
-                                       "seconds_after_start": round(now - self.started, 2)})
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self._sweep(every_idle=False)
-            self._stop.wait(self.poll_s)
-
-    def finish(self, timeout: float, exclusive: bool) -> None:
-        """After the group's trials have all ended: reclaim every noted group that turns idle
-        within `timeout` s. On a local Ray of this run's own (`exclusive`), every Train-shaped
-        group still there then is a dead trial's — one held by a stopped trial's worker that
-        outlived its trial, or one of a trial cut before any report — and is removed too."""
-        from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        deadline = time.time() + timeout
-        while self.noted and time.time() < deadline:
-            self._sweep(every_idle=True)
-            time.sleep(self.poll_s)
-        if exclusive:
-            with self.lock:
-                for pg in sorted(self._train_groups()):
-                    remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg))))
-                    self.reclaimed.append({"trial_id": self.owed.pop(0) if self.owed else None, "placement_group": pg,
-                                           "seconds_after_start": round(time.time() - self.started, 2),
-                                           "after_the_search": True})
-                self.noted.clear()
 
 
 class DevASHA(AsyncHyperBandScheduler):
@@ -361,9 +243,8 @@ class SearchRecorder(ray_tune.Callback):
     """One record per search trial: searched values, dev curve, how it ended (completed,
     stopped by ASHA at a step, failed, cut by the time budget), training seconds."""
 
-    def __init__(self, group: Group, scheduler, mode: str, tune_run: str, janitor: StoppedTrialJanitor):
+    def __init__(self, group: Group, scheduler, mode: str, tune_run: str):
         self.group, self.scheduler, self.mode, self.tune_run = group, scheduler, mode, tune_run
-        self.janitor = janitor
         self.start = time.time()
         self.records: dict[str, dict[str, Any]] = {}
 
@@ -417,8 +298,6 @@ class SearchRecorder(ray_tune.Callback):
                 status = "unfinished"
                 rec.update(stopped_by="time_budget", stopped_at_step=rec["steps"])
         rec["status"] = status
-        if status in ("stopped", "unfinished"):
-            self.janitor.trial_stopped(trial.trial_id)  # its Train workers' resources (see the janitor)
         if status in ("stopped", "unfinished") and rec.get("best_dev") is not None:
             rec["dev_value"] = rec["best_dev"]  # its best dev value when stopped (never a candidate)
 
@@ -514,7 +393,6 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # see the module docstring
     if not verbose:  # trials cut by the time budget have no results: Tune warns about each
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    local = address is None and not os.environ.get("RAY_ADDRESS")  # a local Ray: no other job's placement groups
     init_ray(spec, address, verbose)
     check_resources(spec)
     check_storage(run_dir, store_root, spec)
@@ -533,7 +411,7 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
         print(f"[search {i}/{len(todo)}] {group.label}: {', '.join(p.path + ' ~ ' + p.dist.describe() for p in search.space(group.method))}",
               flush=True)
         try:
-            outcomes.append(run_group(spec, search, group, context, conc, tuning, verbose, exclusive_cluster=local))
+            outcomes.append(run_group(spec, search, group, context, conc, tuning, verbose))
         except RunStopped as stopped:
             raise RunStopped(f"{stopped}; every row and finished group so far is kept: once the run dir is writable "
                              f"again, resume the search with the same spec and `--run-dir {run_dir}`") from None
@@ -555,9 +433,8 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
 
 
 def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, Any], conc: int, tuning: Location,
-              verbose: bool = False, exclusive_cluster: bool = False) -> dict[str, Any]:
-    """One group's search (its own Tuner); returns and stores its outcome and trial records.
-    `exclusive_cluster`: Ray was started by this run (no other job can own a placement group)."""
+              verbose: bool = False) -> dict[str, Any]:
+    """One group's search (its own Tuner); returns and stores its outcome and trial records."""
     budget = search.budget(group.method)
     params = search.space(group.method)
     train = spec.student_train
@@ -567,10 +444,7 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
     else:
         scheduler = FIFOScheduler()
     searcher = DevSearch(make_searcher(search, params, budget.samples), search.mode)
-    res = spec.resources
-    worker = worker_resources(res.cpus_per_worker, res.device)
-    janitor = StoppedTrialJanitor(worker, res.num_workers)
-    recorder = SearchRecorder(group, scheduler, search.mode, context["run_id"], janitor)
+    recorder = SearchRecorder(group, scheduler, search.mode, context["run_id"])
     progress = SearchProgress(budget.samples or "?", scheduler)  # "?": as many as the time budget allows
     group_conc = min(conc, budget.samples) if budget.samples else conc
     trainable = trial_trainable(search_trial, context)
@@ -586,16 +460,17 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
                                   stop=progress.stop),  # the run dir cannot be written: stop (bench.grid)
     )
     start = time.time()
-    try:
-        tuner.fit()
-    finally:
-        progress.wait()
-    wall = time.time() - start
-    if progress.stop.reason:
-        janitor.finish(0, exclusive_cluster)  # its thread stops; a local Ray's dead Train groups go
-        raise RunStopped(progress.stop.reason)
-    janitor.finish(RESOURCE_WAIT_S / 3 if exclusive_cluster else RESOURCE_WAIT_S, exclusive_cluster)
-    resources = {**wait_for_resources(), "reclaimed_from_stopped_trials": janitor.reclaimed}
+    # a stopped trial's actor is killed, and with it its Train controller: the janitor gives
+    # back the workers' placement group, which would otherwise outlive it (bench/janitor.py)
+    with Janitor(poll_s=0.25) as janitor:
+        try:
+            tuner.fit()
+        finally:
+            progress.wait()
+        wall = time.time() - start
+        if progress.stop.reason:
+            raise RunStopped(progress.stop.reason)
+        resources = {**wait_for_resources(), "reclaimed_from_stopped_trials": janitor.removed}
     tuning.join("students").delete()  # search students are never used again
     for rec in recorder.records.values():
         if rec["status"] == "running":  # ended with the search without a word from Tune (time budget)

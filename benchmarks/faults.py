@@ -1,14 +1,17 @@
 """Fault injection: a small grid on a real two-node Ray cluster (`ray start` on this machine), run
 dir and artifacts on an S3-compatible store on loopback, hit by random faults; each repetition
-must end with a complete, duplicate-free store whose metrics equal an undisturbed run's.
+must end with a complete, duplicate-free store whose metrics equal an undisturbed training's
+(each student trained again in this process from its row's stored worker config: same seed,
+same machine).
 
 Faults: a Train worker killed mid-training; the driver killed mid-grid (then `--resume`); a
 whole worker node killed (its processes, then the node started again for the resume); an
-artifact corrupted in the store between two runs (then the same run dir again). Prints, per
-repetition and in all: injections, survived, rows lost, rows duplicated, metric mismatches.
+artifact corrupted in the store between two runs (then the same run dir again); a worker and
+then the driver in one run (`worker+driver`). Prints, per repetition and in all: injections,
+survived, rows lost, rows duplicated, metric mismatches, trials resumed from a checkpoint.
 
 Usage: python -m benchmarks.faults [--repetitions 20] [--seed 0] [--tiny]
-`--tiny`: one repetition of one fault on a minimal grid (what the tests run, about a minute).
+`--tiny`: one `worker+driver` repetition of a two-trial grid (what tests/test_faults.py runs).
 """
 from __future__ import annotations
 
@@ -23,37 +26,60 @@ from pathlib import Path
 
 import yaml
 
-FAULTS = ("worker", "driver", "node", "artifact")
+FAULTS = ("worker", "driver", "node", "artifact", "worker+driver")
 
 
-def spec_data(runs: str, artifacts: str, steps: int, methods: list[str]) -> dict:
+def spec_data(runs: str, artifacts: str, steps: int, methods: list[str], every: int = 5) -> dict:
     sizes = {"labeled": 24, "unlabeled": 48, "dev": 4, "test": 8, "teacher_pool": 24, "references": 2}
     teacher = {"model": {"arch": "t5", "d_model": 32, "ffn_dim": 64, "encoder_layers": 1, "decoder_layers": 1,
                          "heads": 2}, "train": {"steps": 8, "batch_size": 8, "lr": 0.003, "warmup_steps": 2}}
     return {"name": "faults", "tasks": [{"name": "d2t", "sizes": sizes, "teacher": teacher}], "ratios": [2.0],
             "methods": methods, "seeds": [0], "tokenizer": {"vocab_size": 300},
             "student_train": {"steps": steps, "batch_size": 4, "lr": 0.003, "warmup_steps": 1,
-                              "dev_every": 5, "checkpoint_every": 5},
-            "eval": {"batch_size": 8, "latency_examples": 2, "profile": "off"},
+                              "dev_every": every, "checkpoint_every": every},
+            "pseudo_targets": {"num_beams": 2, "batch_size": 32},
+            "eval": {"num_beams": 1, "batch_size": 8, "latency_examples": 2, "profile": "off"},
             "storage": {"runs_dir": runs, "artifacts_dir": artifacts}}
 
 
-def outcome(run_dir) -> dict:
-    """{trial key: (status, metrics that must match)} and how many row files each key has."""
+def expected(spec) -> set[tuple]:
+    """(task, role, method, init, ratio) of every row a finished run of `spec` holds (one seed)."""
+    from bench.grid import grid_trials
+
+    cells = {(t["task"], "student", t["method"], t["student_init"], t["ratio"], t["seed"]) for t in grid_trials(spec)}
+    for task in spec.tasks:
+        cells |= {(task.name, "teacher", "teacher", None, 1.0), (task.name, "baseline", "copy_input", None, None)}
+    return {c[:5] for c in cells}
+
+
+def _cell(row: dict) -> tuple:
+    return row["task"], row["role"], row["method"], row.get("student_init"), row.get("ratio")
+
+
+def check(run_dir, spec) -> dict:
+    """What a repetition left in `run_dir`: rows lost and duplicated, students whose metrics differ
+    from training them again here (undisturbed), students resumed from a checkpoint, and the
+    nodes the students ran on."""
+    import torch
+
     from bench.results import read_rows
+    from bench.storage import Location
+    from bench.worker import distill
 
     rows = read_rows(run_dir, profiles=False)
-    return {r["trial_key"]: (r["status"], r.get("bleu"), (r.get("metrics") or {}).get("train", {}).get("final_loss"))
-            for r in rows}
-
-
-def _duplicates(run_dir) -> int:
-    """Rows beyond one per trial (the same task, role, method, init, ratio and seed stored twice)."""
-    from bench.results import read_rows
-
-    seen = Counter((r["task"], r["role"], r["method"], r.get("student_init"), r.get("ratio"), r.get("seed"))
-                   for r in read_rows(run_dir, profiles=False))
-    return sum(n - 1 for n in seen.values())
+    seen = Counter(_cell(r) for r in rows)
+    ok = {_cell(r) for r in rows if r["status"] == "ok"}
+    students = [r for r in rows if r["role"] == "student" and r["status"] == "ok"]
+    mismatched = []
+    for row in students:
+        again = distill({**row["config"], "save_to": None}, 0, 1, torch.device("cpu"))
+        if (row["bleu"], row["metrics"]["train"]["final_loss"]) != (again["bleu"], again["train"]["final_loss"]):
+            mismatched.append(row["trial_key"])
+    return {"lost": sorted(map(str, expected(spec) - ok)), "duplicated": sum(n - 1 for n in seen.values()),
+            "mismatched": mismatched,
+            "resumed": sum(bool(r["metrics"]["train"].get("resumed_at_steps")) for r in students),
+            "nodes": len({r["metrics"].get("node_id") for r in students}),
+            "report": Location.of(run_dir).join("report", "report.html").exists()}
 
 
 def _driver(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -88,8 +114,6 @@ def _students(run_dir) -> int:
 
 def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir, log: Path) -> dict:
     """Run the grid into `run_dir` with one fault injected; then finish it as a user would."""
-    from bench.localcluster import kill, processes
-
     base = [sys.executable, "-m", "bench.cli", "run", "--address", cluster.address]
     if fault == "artifact":  # corrupt a stored artifact between two runs into the same run dir
         first = subprocess.run([*base, str(spec_file), "--run-dir", str(run_dir)], env=cluster.env,
@@ -97,32 +121,38 @@ def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir
         if first.returncode:
             return {"fault": fault, "error": first.stdout[-500:]}
         victim = _corrupt_an_artifact(cluster, spec_file, rng)
-        injected = f"corrupted {victim}"
         resume = subprocess.run([*base, "--resume", str(run_dir)], env=cluster.env, capture_output=True,
                                 text=True, timeout=900)
-        return {"fault": fault, "injected": injected, "rc": resume.returncode,
-                "rebuilt": "stored copy was corrupt" in resume.stdout or "rebuilt" in resume.stdout}
+        return {"fault": fault, "injected": [f"corrupted {victim}"], "rc": resume.returncode,
+                "rebuilt": "stored copy was corrupt" in resume.stdout or "rebuilt" in resume.stdout,
+                "output": resume.stdout[-3000:] + resume.stderr[-3000:]}
     driver = _driver([*base, str(spec_file), "--run-dir", str(run_dir)], cluster.env, log)
-    injected = None
-    if fault == "worker":
-        if _wait(lambda: _checkpoints(run_dir) >= 1 + rng.randrange(2)):
-            injected = f"killed {cluster.kill('ray::RayTrainWorker')} Train worker(s)"
-    elif fault == "driver":
+    injected = []
+    if fault in ("worker", "worker+driver"):  # once a trial has a checkpoint (two: one registered)
+        if _wait(lambda: _checkpoints(run_dir) >= (2 if fault == "worker+driver" else 1 + rng.randrange(2))):
+            injected.append(f"killed {cluster.kill('ray::RayTrainWorker')} Train worker(s)")
+    if fault == "driver":
         if _wait(lambda: _checkpoints(run_dir) >= 1 + rng.randrange(3)):
             driver.kill()
-            injected = "killed the driver"
+            injected.append("killed the driver")
+    elif fault == "worker+driver":  # once one student row is stored, the other trial mid-way
+        if _wait(lambda: _students(run_dir) >= 1):
+            driver.kill()
+            injected.append("killed the driver")
     elif fault == "node":
         if _wait(lambda: _checkpoints(run_dir) >= 1):
-            n = kill(processes(f"KDBENCH_NODE={cluster.nodes - 1}"))
-            injected = f"killed node {cluster.nodes - 1} ({n} processes)"
+            node = cluster.nodes - 1
+            injected.append(f"killed node {node} ({cluster.kill_node(node)} processes)")
     rc = driver.wait(timeout=900)
+    out = {"fault": fault, "injected": injected, "rc": rc}
     if fault == "node":
         cluster.restart_node(cluster.nodes - 1)
-    if fault == "driver" or rc != 0:  # finish the grid as a user would
+    if "killed the driver" in injected or rc != 0:  # finish the grid as a user would
         resume = subprocess.run([*base, "--resume", str(run_dir)], env=cluster.env, capture_output=True,
                                 text=True, timeout=900)
-        rc = resume.returncode
-    return {"fault": fault, "injected": injected, "rc": rc}
+        out.update(rc=resume.returncode, output=resume.stdout[-3000:] + resume.stderr[-3000:],
+                   stored_earlier=resume.stdout.count("[stored earlier]"))
+    return out
 
 
 def _corrupt_an_artifact(cluster, spec_file: Path, rng: random.Random) -> str:
@@ -148,59 +178,55 @@ def _corrupt_an_artifact(cluster, spec_file: Path, rng: random.Random) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Returns the totals, with each repetition's result and check under `repetitions_detail`."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repetitions", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tiny", action="store_true", help="one repetition of one fault on a minimal grid")
+    ap.add_argument("--tiny", action="store_true", help="one worker+driver repetition of a two-trial grid")
     args = ap.parse_args(argv)
     from bench.environment import quiet_ray_env
 
     quiet_ray_env()
     from bench.localcluster import LocalCluster, ObjectStore
+    from bench.spec import parse_spec
     from bench.storage import Location
 
     rng = random.Random(args.seed)
     reps = 1 if args.tiny else args.repetitions
-    steps, methods = (10, ["ft"]) if args.tiny else (30, ["ft", "seq_kd"])
+    steps, every = (40, 10) if args.tiny else (30, 5)
     store = ObjectStore()
     cluster = LocalCluster(nodes=2, cpus_per_node=1).start()
     tmp = Path(tempfile.mkdtemp(prefix="kdbench-faults-"))
     totals: Counter = Counter()
+    details = []
     try:
         runs = Location.of(store.uri).join("runs")
+        data = spec_data(str(runs), str(Location.of(store.uri).join("artifacts")), steps, ["ft", "seq_kd"], every)
         spec_file = tmp / "spec.yaml"
-        spec_file.write_text(yaml.safe_dump(spec_data(str(runs), str(Location.of(store.uri).join("artifacts")),
-                                                      steps, methods)))
-        reference_dir = runs.join("undisturbed")
-        print(f"undisturbed reference run ({len(methods)} trial(s), {steps} steps each)...", flush=True)
-        ref = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(spec_file), "--address", cluster.address,
-                              "--run-dir", str(reference_dir)], env=cluster.env, capture_output=True, text=True,
-                             timeout=900)
-        if ref.returncode:
-            raise SystemExit(f"the undisturbed run failed:\n{ref.stdout[-2000:]}\n{ref.stderr[-2000:]}")
-        reference = outcome(reference_dir)
+        spec_file.write_text(yaml.safe_dump(data))
+        spec = parse_spec(data)
         for i in range(reps):
-            fault = "worker" if args.tiny else rng.choice(FAULTS)
+            fault = "worker+driver" if args.tiny else rng.choice(FAULTS)
             run_dir = runs.join(f"rep-{i:02d}")
             t0 = time.time()
             result = repetition(fault, rng, cluster, spec_file, run_dir, tmp / f"rep-{i:02d}.log")
-            got = outcome(run_dir)
-            lost = sorted(set(reference) - set(got))
-            duplicated = _duplicates(run_dir)
-            mismatched = sorted(k for k in set(reference) & set(got) if got[k] != reference[k])
-            survived = result.get("rc") == 0 and not lost and not mismatched and not duplicated
-            totals.update(injections=int(bool(result.get("injected"))), survived=int(survived),
-                          rows_lost=len(lost), rows_duplicated=duplicated, metric_mismatches=len(mismatched))
-            print(f"[{i + 1}/{reps}] {fault}: {result.get('injected') or 'no injection (the grid ended first)'}; "
-                  f"{'survived' if survived else 'FAILED'} in {time.time() - t0:.0f}s (rows lost {len(lost)}, "
-                  f"duplicated {duplicated}, metric mismatches {len(mismatched)})", flush=True)
+            got = check(run_dir, spec)
+            survived = result.get("rc") == 0 and not got["lost"] and not got["mismatched"] and not got["duplicated"]
+            totals.update(injections=len(result.get("injected") or []), survived=int(survived),
+                          rows_lost=len(got["lost"]), rows_duplicated=got["duplicated"],
+                          metric_mismatches=len(got["mismatched"]), resumed_from_checkpoint=got["resumed"])
+            details.append({**result, **got, "run_dir": str(run_dir), "survived": survived})
+            print(f"[{i + 1}/{reps}] {fault}: {'; '.join(result.get('injected') or []) or 'no injection (the grid ended first)'}; "
+                  f"{'survived' if survived else 'FAILED'} in {time.time() - t0:.0f}s (rows lost {len(got['lost'])}, "
+                  f"duplicated {got['duplicated']}, metric mismatches {len(got['mismatched'])}, resumed from a "
+                  f"checkpoint {got['resumed']})", flush=True)
     finally:
         cluster.stop()
         store.stop()
     print(f"\n{reps} repetition(s): injections {totals['injections']}, survived {totals['survived']}, rows lost "
           f"{totals['rows_lost']}, rows duplicated {totals['rows_duplicated']}, metric mismatches "
-          f"{totals['metric_mismatches']}")
-    return dict(totals, repetitions=reps)
+          f"{totals['metric_mismatches']}, trials resumed from a checkpoint {totals['resumed_from_checkpoint']}")
+    return {**totals, "repetitions": reps, "repetitions_detail": details}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""Gives back the resources of trials that died without giving them back.
+
+Why (Ray 2.60, checked): a Train run's workers sit in a placement group that its Train
+controller creates. A placement group lives until its creator actor *and the job* are dead,
+i.e. until the driver exits. When a trial's controller dies before removing its group — its
+node was lost, or Tune stopped the trial (ASHA, a time budget) and killed its actor — the group
+stays, idle and unusable by anyone; when it had bundles on a lost node, Ray even reschedules it
+onto the surviving nodes. On a small cluster that deadlocks the grid: the retried trial waits
+for CPUs the dead trial's group holds (measured: a 2-node run whose worker node was killed
+waited until its 30-minute worker-group timeout). Train V2 starts a `PlacementGroupCleaner` for
+this, but it asks the State API whether the controller is alive, which needs the dashboard
+(`ray[default]`; kdbench starts Ray without it), so it never acts.
+
+What it does: every `poll_s`, it removes each non-detached placement group whose creator was
+an actor that is now dead. Such a group has no live user — the workers in it were owned by
+that actor and died with it — so removing it is safe; groups made by drivers (Tune's trial
+groups, whose creator field holds the job's nil actor id) are never touched. The GCS keeps the creator fields in its
+table; Ray's public `placement_group_table()` leaves them out, so it is read from the GCS
+accessor (`tests/test_janitor.py` checks it on a real Ray).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+
+def orphaned_groups() -> list[dict[str, Any]]:
+    """Placement groups alive in the GCS whose creator actor is dead (see the module docstring)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    out = []
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        # a driver's groups carry its job's nil actor id: 0xff bytes, then the job id
+        made_by_actor = pg.creator_actor_id[:-len(pg.creator_job_id)] != b"\xff" * (len(pg.creator_actor_id)
+                                                                                  - len(pg.creator_job_id))
+        if (pg.state != gcs_pb2.PlacementGroupTableData.REMOVED and not pg.is_detached and made_by_actor
+                and pg.creator_actor_dead and not pg.creator_job_dead):
+            resources: dict[str, float] = {}
+            for bundle in pg.bundles:
+                for k, v in bundle.unit_resources.items():
+                    resources[k] = resources.get(k, 0.0) + v
+            out.append({"placement_group": pg.placement_group_id.hex(), "resources": resources})
+    return out
+
+
+def remove_orphaned_groups() -> list[dict[str, Any]]:
+    """Remove every orphaned placement group now; returns what was removed."""
+    import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    found = orphaned_groups()
+    for pg in found:
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg["placement_group"]))))
+    return found
+
+
+class Janitor:
+    """A daemon thread that removes orphaned placement groups while a grid or search runs
+    (`with Janitor(): ...`); `removed` lists what it gave back, with when."""
+
+    def __init__(self, poll_s: float = 1.0, say=None):
+        self.poll_s, self.say = poll_s, say
+        self.removed: list[dict[str, Any]] = []
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> list[dict[str, Any]]:
+        found = remove_orphaned_groups()
+        for pg in found:
+            pg["seconds_after_start"] = round(time.time() - self.started, 2)
+            if self.say is not None:
+                held = ", ".join(f"{v:g} {k}" for k, v in sorted(pg["resources"].items()))
+                self.say(f"gave back the resources of a dead trial's Train workers ({held})")
+        self.removed.extend(found)
+        return found
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.sweep()
+            except Exception as exc:  # the GCS is briefly unreachable: try again at the next poll
+                if self.say is not None:
+                    self.say(f"(placement-group janitor: {type(exc).__name__}: {exc})")
+
+    def __enter__(self) -> Janitor:
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="kdbench-janitor")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
