@@ -73,8 +73,11 @@ def student_dir(run_dir: Location, row: dict[str, Any]) -> Location | None:
         return None
     moved = run_dir.join(STUDENTS_DIR, Location.of(recorded).name)
     for candidate in (Location.of(recorded), moved):
-        if candidate.join("config.json").exists():
-            return candidate
+        try:
+            if candidate.join("config.json").exists():
+                return candidate
+        except OSError:  # e.g. a recorded store endpoint that is gone: the moved copy may still be there
+            continue
     raise FileNotFoundError(f"the saved student of {row['trial_key']} is missing: neither {recorded} "
                             f"nor {moved} holds a model")
 

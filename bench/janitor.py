@@ -11,9 +11,10 @@ waited until its 30-minute worker-group timeout). Train V2 starts a `PlacementGr
 this, but it asks the State API whether the controller is alive, which needs the dashboard
 (`ray[default]`; kdbench starts Ray without it), so it never acts.
 
-What it does: every `poll_s`, it removes each non-detached placement group whose creator was
-an actor that is now dead. Such a group has no live user — the workers in it were owned by
-that actor and died with it — so removing it is safe; groups made by drivers (Tune's trial
+What it does: every `poll_s`, it removes each non-detached placement group of this job (this
+run's driver) whose creator was an actor that is now dead. In kdbench such an actor is a Train
+controller: the workers in its group were owned by it and died with it, so the group has no
+live user and removing it is safe. Other jobs' groups are never touched; groups made by drivers (Tune's trial
 groups, whose creator field holds the job's nil actor id) are never touched. The GCS keeps the creator fields in its
 table; Ray's public `placement_group_table()` leaves them out, so it is read from the GCS
 accessor (`tests/test_janitor.py` checks it on a real Ray).
@@ -26,13 +27,19 @@ from typing import Any
 
 
 def orphaned_groups() -> list[dict[str, Any]]:
-    """Placement groups alive in the GCS whose creator actor is dead (see the module docstring)."""
+    """Placement groups of this job alive in the GCS whose creator actor is dead (see the module
+    docstring). Other jobs' groups are theirs to keep: on a shared cluster an actor of another
+    job may have created a group for others to use."""
+    import ray
     from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
+    job = bytes.fromhex(ray.get_runtime_context().get_job_id())
     out = []
     for raw in state._connect_and_get_accessor().get_placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        if pg.creator_job_id != job:
+            continue
         # a driver's groups carry its job's nil actor id: 0xff bytes, then the job id
         made_by_actor = pg.creator_actor_id[:-len(pg.creator_job_id)] != b"\xff" * (len(pg.creator_actor_id)
                                                                                   - len(pg.creator_job_id))
@@ -46,45 +53,51 @@ def orphaned_groups() -> list[dict[str, Any]]:
     return out
 
 
-def remove_orphaned_groups() -> list[dict[str, Any]]:
-    """Remove every orphaned placement group now; returns what was removed."""
+def remove_orphaned_groups(removed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Remove every orphaned placement group now; returns what was removed (each one is also
+    appended to `removed` as soon as it is gone, so a failure midway loses no record)."""
     import ray
     from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-    found = orphaned_groups()
-    for pg in found:
+    done = []
+    for pg in orphaned_groups():
         remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg["placement_group"]))))
-    return found
+        done.append(pg)
+        if removed is not None:
+            removed.append(pg)
+    return done
 
 
 class Janitor:
     """A daemon thread that removes orphaned placement groups while a grid or search runs
     (`with Janitor(): ...`); `removed` lists what it gave back, with when."""
 
-    def __init__(self, poll_s: float = 1.0, say=None):
+    def __init__(self, poll_s: float = 1.0, say=print):
         self.poll_s, self.say = poll_s, say
         self.removed: list[dict[str, Any]] = []
         self.started = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
 
     def sweep(self) -> list[dict[str, Any]]:
-        found = remove_orphaned_groups()
+        found = remove_orphaned_groups(self.removed)
         for pg in found:
             pg["seconds_after_start"] = round(time.time() - self.started, 2)
-            if self.say is not None:
-                held = ", ".join(f"{v:g} {k}" for k, v in sorted(pg["resources"].items()))
-                self.say(f"gave back the resources of a dead trial's Train workers ({held})")
-        self.removed.extend(found)
+            held = ", ".join(f"{v:g} {k}" for k, v in sorted(pg["resources"].items()))
+            self.say(f"gave back the resources of a dead trial's Train workers ({held})")
         return found
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_s):
             try:
                 self.sweep()
+                self._last_error = None
             except Exception as exc:  # the GCS is briefly unreachable: try again at the next poll
-                if self.say is not None:
-                    self.say(f"(placement-group janitor: {type(exc).__name__}: {exc})")
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self._last_error:  # once, not once per poll
+                    self.say(f"(placement-group janitor: {error}; still trying)")
+                self._last_error = error
 
     def __enter__(self) -> Janitor:
         self._thread = threading.Thread(target=self._watch, daemon=True, name="kdbench-janitor")

@@ -22,7 +22,6 @@ import ray.train
 import ray.tune
 
 from bench.data import TOKENIZED
-from bench.distill.declare import resolve_method
 from bench.profiling import student_dir
 from bench.results import append_row, finished_row, load_references, slug, write_outputs
 from bench.spec import TrainSpec, quality_settings
@@ -66,22 +65,37 @@ def teacher_key(task: str) -> str:
     return f"{task}|teacher"
 
 
+def method_definitions(spec) -> dict[str, dict[str, Any]]:
+    """Each method of `spec` (a `Spec`) as plain data, made once by the driver: a trial's Tune
+    process then needs no method classes, whose loss terms would import torch there (~1.3 s per
+    trial process)."""
+    from bench.distill.declare import method_to_dict
+
+    return {m: method_to_dict(spec.method(m)) for m in spec.methods}
+
+
 def worker_config(spec: dict[str, Any], art: dict[str, Any], *, task: str, method: str, ratio: float, seed: int,
-                  student_init: str = "random", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                  student_init: str = "random", overrides: dict[str, Any] | None = None,
+                  definitions: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The plain-data config of one trial's workers (`spec`: the spec as JSON, `art`: the task's
     `TaskArtifacts` as a dict). `overrides` (from a search or a tuned config): {"student_train":
-    {field: value}, "method": {dotted path: value}}."""
-    from bench.distill.declare import method_to_dict, with_overrides
-
+    {field: value}, "method": {dotted path: value}}. `definitions`: `method_definitions(spec)`,
+    used where no method override applies."""
     res = spec["resources"]
     overrides = overrides or {}
-    resolved = resolve_method(method, spec["custom_methods"])
-    if overrides.get("method"):
-        resolved = with_overrides(resolved, overrides["method"])
+    if definitions and method in definitions and not overrides.get("method"):
+        definition = definitions[method]
+    else:
+        from bench.distill.declare import method_to_dict, resolve_method, with_overrides
+
+        resolved = resolve_method(method, spec["custom_methods"])
+        if overrides.get("method"):
+            resolved = with_overrides(resolved, overrides["method"])
+        definition = method_to_dict(resolved)
     train = TrainSpec(**{**spec["student_train"], **overrides.get("student_train", {})}).model_dump()
     return {
         "task": task, "method": method, "ratio": ratio, "seed": seed, "student_init": student_init,
-        "method_definition": method_to_dict(resolved), "overrides": overrides,
+        "method_definition": definition, "overrides": overrides,
         "paths": art["paths"], "lengths": art["lengths"], "metric": art["metric"], "flops": art.get("flops", {}),
         "bleu_tokenize": art.get("bleu_tokenize", "13a"),
         "train": train, "eval": spec["eval"], "teacher_cache": spec["teacher_cache"],
@@ -119,7 +133,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         if art is None:
             raise PermanentError(f"shared stages of task {task!r} failed: {context['stage_errors'][task]}")
         worker_cfg = worker_config(spec, art, task=task, method=method, ratio=ratio, seed=seed, student_init=init,
-                                   overrides=config.get("overrides"))
+                                   overrides=config.get("overrides"), definitions=context.get("method_definitions"))
         worker_cfg["evaluate_test"] = context.get("evaluate_test", True)
         config_hash, system_hash = trial_identity(worker_cfg, art["hashes"])
         key = trial_key(task, method, ratio, seed, init, config_hash)

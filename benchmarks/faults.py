@@ -5,7 +5,7 @@ must end with a complete, duplicate-free store whose metrics equal an undisturbe
 same machine).
 
 Faults: a Train worker killed mid-training; the driver killed mid-grid (then `--resume`); a
-whole worker node killed (its processes, then the node started again for the resume); an
+whole worker node killed (its processes; the node is started again afterwards); an
 artifact corrupted in the store between two runs (then the same run dir again); a worker and
 then the driver in one run (`worker+driver`). Prints, per repetition and in all: injections,
 survived, rows lost, rows duplicated, metric mismatches, trials resumed from a checkpoint.
@@ -72,7 +72,11 @@ def check(run_dir, spec) -> dict:
     students = [r for r in rows if r["role"] == "student" and r["status"] == "ok"]
     mismatched = []
     for row in students:
-        again = distill({**row["config"], "save_to": None}, 0, 1, torch.device("cpu"))
+        try:
+            again = distill({**row["config"], "save_to": None}, 0, 1, torch.device("cpu"))
+        except Exception as exc:  # e.g. an artifact still corrupt: this repetition failed, the others go on
+            mismatched.append(f"{row['trial_key']} (cannot train it again: {type(exc).__name__}: {exc})")
+            continue
         if (row["bleu"], row["metrics"]["train"]["final_loss"]) != (again["bleu"], again["train"]["final_loss"]):
             mismatched.append(row["trial_key"])
     return {"lost": sorted(map(str, expected(spec) - ok)), "duplicated": sum(n - 1 for n in seen.values()),
@@ -143,8 +147,13 @@ def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir
         if _wait(lambda: _checkpoints(run_dir) >= 1):
             node = cluster.nodes - 1
             injected.append(f"killed node {node} ({cluster.kill_node(node)} processes)")
-    rc = driver.wait(timeout=900)
-    out = {"fault": fault, "injected": injected, "rc": rc}
+    hung = False
+    try:
+        rc = driver.wait(timeout=900)
+    except subprocess.TimeoutExpired:  # hung (a failed repetition): stopped, then resumed as a user would
+        driver.kill()
+        rc, hung = driver.wait(), True
+    out = {"fault": fault, "injected": injected, "rc": rc, "hung": hung}
     if fault == "node":
         cluster.restart_node(cluster.nodes - 1)
     if "killed the driver" in injected or rc != 0:  # finish the grid as a user would
@@ -209,15 +218,19 @@ def main(argv: list[str] | None = None) -> dict:
             fault = "worker+driver" if args.tiny else rng.choice(FAULTS)
             run_dir = runs.join(f"rep-{i:02d}")
             t0 = time.time()
-            result = repetition(fault, rng, cluster, spec_file, run_dir, tmp / f"rep-{i:02d}.log")
+            try:
+                result = repetition(fault, rng, cluster, spec_file, run_dir, tmp / f"rep-{i:02d}.log")
+            except subprocess.TimeoutExpired as exc:  # a hung resume is a failed repetition, not the end
+                result = {"fault": fault, "injected": [], "rc": None, "hung": True, "output": f"timed out: {exc}"}
             got = check(run_dir, spec)
-            survived = result.get("rc") == 0 and not got["lost"] and not got["mismatched"] and not got["duplicated"]
+            survived = (result.get("rc") == 0 and not result.get("hung") and not got["lost"] and not got["mismatched"]
+                        and not got["duplicated"])
             totals.update(injections=len(result.get("injected") or []), survived=int(survived),
                           rows_lost=len(got["lost"]), rows_duplicated=got["duplicated"],
                           metric_mismatches=len(got["mismatched"]), resumed_from_checkpoint=got["resumed"])
             details.append({**result, **got, "run_dir": str(run_dir), "survived": survived})
             print(f"[{i + 1}/{reps}] {fault}: {'; '.join(result.get('injected') or []) or 'no injection (the grid ended first)'}; "
-                  f"{'survived' if survived else 'FAILED'} in {time.time() - t0:.0f}s (rows lost {len(got['lost'])}, "
+                  f"{'survived' if survived else 'FAILED'}{' (hung)' if result.get('hung') else ''} in {time.time() - t0:.0f}s (rows lost {len(got['lost'])}, "
                   f"duplicated {got['duplicated']}, metric mismatches {len(got['mismatched'])}, resumed from a "
                   f"checkpoint {got['resumed']})", flush=True)
     finally:

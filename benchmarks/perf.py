@@ -204,7 +204,7 @@ def bench_d(size: Size, tmp: Path) -> float:
     from bench.results import read_rows
     from bench.runner import init_ray, prepare_all
     from bench.spec import parse_spec
-    from bench.trial import worker_config
+    from bench.trial import method_definitions, worker_config
     from bench.worker import distill
 
     tiny = size.tiny  # one trial that needs no pseudo-targets, only to show the path works
@@ -237,7 +237,7 @@ def bench_d(size: Size, tmp: Path) -> float:
         plain += time.perf_counter() - t0
     run_dir = tmp / "runs" / "grid"
     context = {"run_dir": str(run_dir), "run_id": "grid", "spec": spec.model_dump(mode="json"), "artifacts": artifacts,
-               "stage_errors": errors, "versions": library_versions()}
+               "stage_errors": errors, "versions": library_versions(), "method_definitions": method_definitions(spec)}
     t0 = time.perf_counter()
     run_grid(spec, run_dir, context)
     grid = time.perf_counter() - t0

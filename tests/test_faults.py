@@ -17,7 +17,7 @@ def test_a_two_node_run_on_an_object_store_survives_a_killed_worker_and_a_killed
     (rep,) = totals["repetitions_detail"]
     worker, driver = rep["injected"]
     assert re.fullmatch(r"killed [1-9]\d* Train worker\(s\)", worker) and driver == "killed the driver"
-    assert rep["rc"] == 0, rep.get("output")
+    assert rep["rc"] == 0 and not rep["hung"], rep.get("output")
     assert rep["stored_earlier"] >= 1  # the resume kept the row stored before the driver died
     assert rep["lost"] == [] and rep["duplicated"] == 0  # teacher, baseline, two students: once each
     assert rep["mismatched"] == []  # bleu and final loss equal training the same config here, undisturbed

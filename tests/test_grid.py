@@ -74,3 +74,28 @@ def test_a_resumed_grid_rebuilds_the_interim_report_only_for_trials_trained_now(
     progress.on_trial_result(0, [], trial, {**stored, "reused": False})  # trained in this run
     progress.wait()
     assert built == [1]
+
+
+def test_the_drivers_method_definitions_give_the_trials_own_config_and_identity(tiny_artifacts):
+    """The grid's Tune processes take each method's definition from the driver (so they never
+    import torch): the worker config, and so the trial's identity, is the one resolving the
+    method there gives; a method override still resolves it."""
+    import dataclasses
+
+    from bench.trial import method_definitions, trial_identity, worker_config
+
+    spec, art, _ = tiny_artifacts
+    spec = parse_spec({**tiny_spec_dict(), "custom_methods": [
+        {"name": "kd_t2", "sources": [{"origin": "gold"}], "losses": [{"kind": "word_kl", "temperature": 2.0}]}],
+        "methods": ["seq_kd", "kd_t2"]})
+    data, art = spec.model_dump(mode="json"), dataclasses.asdict(art)
+    definitions = method_definitions(spec)
+    for method in spec.methods:
+        own = worker_config(data, art, task="d2t", method=method, ratio=2.0, seed=0)
+        given = worker_config(data, art, task="d2t", method=method, ratio=2.0, seed=0, definitions=definitions)
+        assert given == own and trial_identity(given, art["hashes"]) == trial_identity(own, art["hashes"])
+    override = {"method": {"losses.0.temperature": 4.0}}
+    tuned = worker_config(data, art, task="d2t", method="kd_t2", ratio=2.0, seed=0, overrides=override,
+                          definitions=definitions)
+    assert tuned["method_definition"] != definitions["kd_t2"]
+    assert tuned["method_definition"]["losses"][0]["temperature"] == 4.0

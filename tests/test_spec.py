@@ -131,11 +131,14 @@ def test_every_run_dir_and_output_option_keeps_a_storage_uri_as_given():
     a best.yaml or an export target keep the URI intact for `bench.storage.Location`."""
     from bench.cli import _parser
 
-    uri = "s3://bucket/runs/r1?endpoint_override=http://127.0.0.1:9000&scheme=http"
+    from bench.storage import Location
+
+    run = Location.of("s3://bucket/runs/r1?endpoint_override=http://127.0.0.1:9000&scheme=http")
+    uri, best, report, exports = (str(x) for x in (run, run / "best.yaml", run / "report", run / "exports"))
     parse = _parser().parse_args
     assert parse(["run", "--run-dir", uri]).run_dir == uri
-    assert parse(["run", "--tuned", uri + "/best.yaml"]).tuned == uri + "/best.yaml"
-    tune = parse(["tune", "s.yaml", "--run-dir", uri, "--out", uri + "/best.yaml"])
-    assert (tune.run_dir, tune.out) == (uri, uri + "/best.yaml")
-    assert parse(["report", uri, "--out", uri + "/report"]).out == uri + "/report"
-    assert parse(["export", uri, "--best", "--to", uri + "/exports"]).to == uri + "/exports"
+    assert parse(["run", "--tuned", best]).tuned == best
+    tune = parse(["tune", "s.yaml", "--run-dir", uri, "--out", best])
+    assert (tune.run_dir, tune.out) == (uri, best)
+    assert parse(["report", uri, "--out", report]).out == report
+    assert parse(["export", uri, "--best", "--to", exports]).to == exports
