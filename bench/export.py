@@ -120,7 +120,11 @@ def export_best(run_dir: Path | str, to_dir: Path | str, task: str | None = None
         why = {"trial_key": best["trial_key"], "run_dir": str(run_dir), "metric": rule.metric,
                "value": best_value, "higher_is_better": rule.higher_is_better, "source": rule.source,
                "candidates": len(scored), "seeds_in_summary": len(seeds) if summary else 1}
-        with tempfile.TemporaryDirectory(prefix="kdbench-export-") as d:
+        near = None  # a local export is staged beside its target, so publishing it is one rename
+        if target.is_local:
+            near = target.local_path.parent
+            near.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{name}.kdbench-export-", dir=near) as d:
             staged = Path(d, name)
             source.download_dir(staged)
             for stale in (staged / "README.md", staged / EXPORT_FILE):  # the student's, not this export's
@@ -142,17 +146,12 @@ def _refuse_to_replace(target: Location, overwrite: bool) -> None:
 
 
 def _publish(staged: Path, target: Location) -> None:
-    """Put a complete export at `target`. On a local disk it is renamed into place, so a reader
-    never sees a half-copied student; on an object store its marker (EXPORT_FILE) is uploaded
-    last, so an export without one is incomplete."""
+    """Put a complete export at `target`. On a local disk (staged on the same filesystem) it is
+    renamed into place, so a reader never sees a half-copied student; on an object store its
+    marker (EXPORT_FILE) is uploaded last, so an export without one is incomplete."""
     if target.is_local:
-        dest = target.local_path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(staged, tmp)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        shutil.rmtree(target.local_path, ignore_errors=True)
+        os.replace(staged, target.local_path)
         return
     target.delete()
     marker = staged / EXPORT_FILE

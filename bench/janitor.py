@@ -53,21 +53,6 @@ def orphaned_groups() -> list[dict[str, Any]]:
     return out
 
 
-def remove_orphaned_groups(removed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Remove every orphaned placement group now; returns what was removed (each one is also
-    appended to `removed` as soon as it is gone, so a failure midway loses no record)."""
-    import ray
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
-
-    done = []
-    for pg in orphaned_groups():
-        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg["placement_group"]))))
-        done.append(pg)
-        if removed is not None:
-            removed.append(pg)
-    return done
-
-
 class Janitor:
     """A daemon thread that removes orphaned placement groups while a grid or search runs
     (`with Janitor(): ...`); `removed` lists what it gave back, with when."""
@@ -81,9 +66,16 @@ class Janitor:
         self._last_error: str | None = None
 
     def sweep(self) -> list[dict[str, Any]]:
-        found = remove_orphaned_groups(self.removed)
-        for pg in found:
+        """Remove every orphaned group now; each is recorded as soon as it is gone."""
+        import ray
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+        found = []
+        for pg in orphaned_groups():
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg["placement_group"]))))
             pg["seconds_after_start"] = round(time.time() - self.started, 2)
+            self.removed.append(pg)
+            found.append(pg)
             held = ", ".join(f"{v:g} {k}" for k, v in sorted(pg["resources"].items()))
             self.say(f"gave back the resources of a dead trial's Train workers ({held})")
         return found
