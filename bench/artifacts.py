@@ -157,10 +157,7 @@ class ArtifactStore:
             tmp = Path(d) / digest
             tmp.mkdir()
             seconds = self._build(tmp, stage, key, digest, build, extra_meta, why)
-            meta = json.loads((tmp / META_FILE).read_text())
-            (tmp / META_FILE).unlink()
-            loc.upload_dir(tmp)
-            loc.join(META_FILE).write_json(meta, indent=2)  # last: the artifact exists from now on
+            loc.upload_dir(tmp, marker=META_FILE)  # the artifact exists once its meta file does
         return Artifact(stage, digest, loc, local_artifact(loc), reused=False, build_seconds=seconds,
                         rebuilt_because=why)
 

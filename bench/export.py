@@ -154,11 +154,7 @@ def _publish(staged: Path, target: Location) -> None:
         os.replace(staged, target.local_path)
         return
     target.delete()
-    marker = staged / EXPORT_FILE
-    body = marker.read_bytes()
-    marker.unlink()
-    target.upload_dir(staged)
-    target.join(EXPORT_FILE).write_bytes(body)
+    target.upload_dir(staged, marker=EXPORT_FILE)
 
 
 def push_to_hub(path: Location | Path | str, repo: str, private: bool = False) -> str:

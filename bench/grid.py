@@ -189,7 +189,7 @@ def run_grid(spec: Spec, run_dir, context: dict[str, Any], verbose: bool = False
         ),
     )
     try:
-        with Janitor(say=lambda m: print(m, flush=True)):  # a dead trial's Train workers' CPUs come back
+        with Janitor():  # a dead trial's Train workers' CPUs come back
             tuner.fit()
     finally:
         progress.wait()

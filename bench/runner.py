@@ -251,7 +251,7 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
     from reports import build_report
 
     from bench.tracking import check_tracking, tune_callbacks
-    from bench.trial import method_definitions
+    from bench.trial import trial_context
 
     check_tracking(spec.tracking)  # a missing tracking backend fails before any work
     run_dir = Location.of(run_dir) if run_dir is not None else new_run_dir(spec)
@@ -285,9 +285,7 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
             headline = "" if metric == "bleu" else f"{metric} {ev[metric]:.2f}, "
             print(f"[{task}] teacher: {headline}BLEU {ev['bleu']:.2f}, chrF {ev['chrf']:.2f}", flush=True)
 
-    context = {"run_dir": str(run_dir), "run_id": run_dir.name, "spec": spec.model_dump(mode="json"),
-               "artifacts": artifacts, "stage_errors": errors, "versions": versions,
-               "method_definitions": method_definitions(spec)}
+    context = trial_context(spec, run_dir, run_dir.name, artifacts, errors, versions)
     tracking_dir = run_dir.local_path if run_dir.is_local else Path.cwd() / "kdbench-tracking" / run_dir.name
     trackers = tune_callbacks(spec.tracking, tracking_dir, verbose=verbose,
                               shared_params={"student_train": spec.student_train.model_dump(),

@@ -65,6 +65,14 @@ def teacher_key(task: str) -> str:
     return f"{task}|teacher"
 
 
+def trial_context(spec, run_dir, run_id: str, artifacts: dict[str, Any], stage_errors: dict[str, str],
+                  versions: dict[str, str], **extra) -> dict[str, Any]:
+    """What every trial of a grid or search reads (`run_trial`'s `context`; `spec`: a `Spec`)."""
+    return {"run_dir": str(run_dir), "run_id": run_id, "spec": spec.model_dump(mode="json"), "artifacts": artifacts,
+            "stage_errors": stage_errors, "versions": versions, "method_definitions": method_definitions(spec),
+            **extra}
+
+
 def method_definitions(spec) -> dict[str, dict[str, Any]]:
     """Each method of `spec` (a `Spec`) as plain data, made once by the driver: a trial's Tune
     process then needs no method classes, whose loss terms would import torch there (~1.3 s per
@@ -176,11 +184,6 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                      "selection_value": (row.get("metrics") or {}).get("selection", {}).get("value")})
 
 
-def worker_resources(cpus_per_worker: float, device: str) -> dict[str, float]:
-    """What each Train worker of a trial holds (its Tune process holds `bench.grid.TRIAL_CPU`)."""
-    return {"CPU": cpus_per_worker, **({"GPU": 1.0} if device == "cuda" else {})}
-
-
 def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: str, storage_path: str):
     """One trial's Ray Train run (`res`: the spec's `resources`). benchmarks/train_floor.py runs
     it around an empty loop, so Ray's own cost is timed on the grid's path."""
@@ -189,6 +192,8 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
 
     # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
     # group saves ~2 s per trial (and importing torch here, in the Tune process)
+    # each worker's share (the trial's Tune process holds `bench.grid.TRIAL_CPU` besides)
+    worker = {"CPU": res["cpus_per_worker"], **({"GPU": 1.0} if res["device"] == "cuda" else {})}
     if res["num_workers"] > 1:
         from ray.train.torch import TorchTrainer as trainer_cls
     else:
@@ -197,8 +202,7 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
         loop,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"], use_gpu=res["device"] == "cuda",
-                                               resources_per_worker=worker_resources(res["cpus_per_worker"],
-                                                                                     res["device"])),
+                                               resources_per_worker=worker),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_path,
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),

@@ -54,7 +54,7 @@ from bench.search import (GROUPS_DIR, SUMMARY_FILE, TUNING_DIR, Group, Param, Se
                           grid_points, groups, overrides_from, parse_search)
 from bench.spec import Spec, SpecError
 from bench.storage import Location
-from bench.trial import method_definitions, run_trial
+from bench.trial import run_trial, trial_context
 
 OBJECTIVE = "objective"
 BEST_FILE = "best.yaml"
@@ -399,9 +399,7 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
     staged = stage_spec(spec, pt_variants(spec, search))
     artifacts, errors = prepare_all(staged, store_root)
     conc = concurrency(spec, ray.cluster_resources().get("CPU", 1))
-    context = {"run_dir": str(tuning), "run_id": run_dir.name, "spec": staged.model_dump(mode="json"),
-               "artifacts": artifacts, "stage_errors": errors, "versions": versions, "evaluate_test": False,
-               "method_definitions": method_definitions(staged)}
+    context = trial_context(staged, tuning, run_dir.name, artifacts, errors, versions, evaluate_test=False)
     outcomes = []
     for i, group in enumerate(todo, 1):
         done = tuning.join(GROUPS_DIR, f"{group.slug}.json").read_json_object()
@@ -463,7 +461,7 @@ def run_group(spec: Spec, search: SearchSpec, group: Group, context: dict[str, A
     start = time.time()
     # a stopped trial's actor is killed, and with it its Train controller: the janitor gives
     # back the workers' placement group, which would otherwise outlive it (bench/janitor.py)
-    with Janitor(poll_s=0.25, say=lambda m: print(m, flush=True)) as janitor:
+    with Janitor() as janitor:
         try:
             tuner.fit()
         finally:

@@ -56,10 +56,11 @@ def _cell(row: dict) -> tuple:
     return row["task"], row["role"], row["method"], row.get("student_init"), row.get("ratio")
 
 
-def check(run_dir, spec) -> dict:
+def check(run_dir, spec, references: dict[str, tuple]) -> dict:
     """What a repetition left in `run_dir`: rows lost and duplicated, students whose metrics differ
-    from training them again here (undisturbed), students resumed from a checkpoint, and the
-    nodes the students ran on."""
+    from training them again here (undisturbed; `references` keeps those by trial key, which
+    holds the config hash, so each configuration is trained once per benchmark), students resumed
+    from a checkpoint, and the nodes the students ran on."""
     import torch
 
     from bench.results import read_rows
@@ -72,13 +73,16 @@ def check(run_dir, spec) -> dict:
     students = [r for r in rows if r["role"] == "student" and r["status"] == "ok"]
     mismatched = []
     for row in students:
-        try:
-            again = distill({**row["config"], "save_to": None}, 0, 1, torch.device("cpu"))
-        except Exception as exc:  # e.g. an artifact still corrupt: this repetition failed, the others go on
-            mismatched.append(f"{row['trial_key']} (cannot train it again: {type(exc).__name__}: {exc})")
-            continue
-        if (row["bleu"], row["metrics"]["train"]["final_loss"]) != (again["bleu"], again["train"]["final_loss"]):
-            mismatched.append(row["trial_key"])
+        key = row["trial_key"]
+        if key not in references:
+            try:
+                again = distill({**row["config"], "save_to": None}, 0, 1, torch.device("cpu"))
+            except Exception as exc:  # e.g. an artifact still corrupt: this repetition failed, the others go on
+                mismatched.append(f"{key} (cannot train it again: {type(exc).__name__}: {exc})")
+                continue
+            references[key] = (again["bleu"], again["train"]["final_loss"])
+        if (row["bleu"], row["metrics"]["train"]["final_loss"]) != references[key]:
+            mismatched.append(key)
     return {"lost": sorted(map(str, expected(spec) - ok)), "duplicated": sum(n - 1 for n in seen.values()),
             "mismatched": mismatched,
             "resumed": sum(bool(r["metrics"]["train"].get("resumed_at_steps")) for r in students),
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     cluster = LocalCluster(nodes=2, cpus_per_node=1).start()
     tmp = Path(tempfile.mkdtemp(prefix="kdbench-faults-"))
     totals: Counter = Counter()
-    details = []
+    details, references = [], {}
     try:
         runs = Location.of(store.uri).join("runs")
         data = spec_data(str(runs), str(Location.of(store.uri).join("artifacts")), steps, ["ft", "seq_kd"], every)
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result = repetition(fault, rng, cluster, spec_file, run_dir, tmp / f"rep-{i:02d}.log")
             except subprocess.TimeoutExpired as exc:  # a hung resume is a failed repetition, not the end
                 result = {"fault": fault, "injected": [], "rc": None, "hung": True, "output": f"timed out: {exc}"}
-            got = check(run_dir, spec)
+            got = check(run_dir, spec, references)
             survived = (result.get("rc") == 0 and not result.get("hung") and not got["lost"] and not got["mismatched"]
                         and not got["duplicated"])
             totals.update(injections=len(result.get("injected") or []), survived=int(survived),

@@ -204,7 +204,7 @@ def bench_d(size: Size, tmp: Path) -> float:
     from bench.results import read_rows
     from bench.runner import init_ray, prepare_all
     from bench.spec import parse_spec
-    from bench.trial import method_definitions, worker_config
+    from bench.trial import trial_context, worker_config
     from bench.worker import distill
 
     tiny = size.tiny  # one trial that needs no pseudo-targets, only to show the path works
@@ -236,8 +236,7 @@ def bench_d(size: Size, tmp: Path) -> float:
         distill(cfg, 0, 1, torch.device("cpu"))
         plain += time.perf_counter() - t0
     run_dir = tmp / "runs" / "grid"
-    context = {"run_dir": str(run_dir), "run_id": "grid", "spec": spec.model_dump(mode="json"), "artifacts": artifacts,
-               "stage_errors": errors, "versions": library_versions(), "method_definitions": method_definitions(spec)}
+    context = trial_context(spec, run_dir, "grid", artifacts, errors, library_versions())
     t0 = time.perf_counter()
     run_grid(spec, run_dir, context)
     grid = time.perf_counter() - t0
