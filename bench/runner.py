@@ -71,7 +71,8 @@ def check_resume(run_dir: Location, spec: Spec, allow_changed: bool, remedy: str
     return True
 
 
-def init_ray(spec: Spec, address: str | None, verbose: bool) -> None:
+def init_ray(address: str | None = None, verbose: bool = False) -> None:
+    """Connect to `address`, or start a local Ray; a no-op when this process is connected already."""
     env = quiet_ray_env(verbose)
     import ray
 
@@ -267,7 +268,7 @@ def run(spec: Spec, run_dir: str | Path | Location | None = None, address: str |
           f"teacher(s); run dir {run_dir}; shared artifacts in {store_root}", flush=True)
 
     t0 = time.time()
-    init_ray(spec, address, verbose)
+    init_ray(address, verbose)
     check_resources(spec)
     check_storage(run_dir, store_root, spec)
     print(f"ray ready in {time.time() - t0:.1f}s; building shared stages", flush=True)

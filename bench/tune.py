@@ -393,7 +393,7 @@ def tune(spec: Spec, run_dir: str | Path | Location | None = None, address: str 
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # see the module docstring
     if not verbose:  # trials cut by the time budget have no results: Tune warns about each
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    init_ray(spec, address, verbose)
+    init_ray(address, verbose)
     check_resources(spec)
     check_storage(run_dir, store_root, spec)
     staged = stage_spec(spec, pt_variants(spec, search))

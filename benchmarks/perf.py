@@ -226,7 +226,10 @@ def bench_d(size: Size, tmp: Path) -> float:
         "storage": {"runs_dir": str(tmp / "runs"), "artifacts_dir": str(tmp / "artifacts")},
     }
     spec = parse_spec(data)
-    init_ray(spec, None, False)
+    import ray
+
+    started = not ray.is_initialized()  # a caller's Ray session (the tests') is left running
+    init_ray()
     artifacts, errors = prepare_all(spec, tmp / "artifacts")
     art = artifacts["d2t"]
     plain = 0.0
@@ -252,9 +255,8 @@ def bench_d(size: Size, tmp: Path) -> float:
           f"{ratio:.2f}×; fixed cost per trial {(grid - plain) / n:.1f}s (inside the Tune function: "
           f"{sum(overheads) / max(1, len(overheads)):.1f}s of worker start, setup, teardown), of which Ray Tune + "
           f"Train around an empty function: {floor:.1f}s")
-    import ray
-
-    ray.shutdown()
+    if started:
+        ray.shutdown()
     return ratio
 
 

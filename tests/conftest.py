@@ -9,6 +9,34 @@ from bench.environment import quiet_ray_env
 
 quiet_ray_env()
 os.environ.setdefault("RAY_TMPDIR", "/tmp/kdbench-test-ray")
+# Keep idle Ray workers alive (Ray kills those above one per CPU after a second): the suite's
+# runs share one Ray session, and a stage job that finds a warm worker skips its start-up and
+# imports (~6 s each time). Only the worker pool changes; every test still starts its trials.
+os.environ.setdefault("RAY_num_workers_soft_limit", "16")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on a real Ray (marked slow, or asking for `local_ray`) run last, in file order, so
+    they can share one Ray session and the others never run beside a live one."""
+    items.sort(key=lambda item: bool(item.get_closest_marker("slow") or "local_ray" in item.fixturenames))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import sys
+
+    if "ray" in sys.modules:  # the session's shared local Ray (`local_ray`)
+        sys.modules["ray"].shutdown()
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray, started as `kdbench run` starts one (`bench.runner.init_ray`) and shared by
+    every test that asks for it: a start and stop cost seconds, paid once instead of per module.
+    A test that needs a fresh Ray, or none, shuts it down; the next one that asks starts it again."""
+    from bench.runner import init_ray
+
+    init_ray()
+    yield
 
 
 def pytest_sessionstart(session):

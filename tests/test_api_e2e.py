@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 KEY = "sk-e2e-Q7rT9wXyZ2aBcDeF"
 ENV = "KDBENCH_E2E_API_KEY"
-METHODS = ["seq_kd", "word_kd_pts", "joint_teaching"]
+METHODS = ["word_kd_pts", "joint_teaching"]  # API PTs with their aligned cache; online scoring
 
 
 @pytest.fixture

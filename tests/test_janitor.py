@@ -19,16 +19,20 @@ class Controller:
         return group.id.hex()
 
 
-def test_a_dead_actors_group_is_given_back_and_no_other():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+def test_a_dead_actors_group_is_given_back_and_no_other(local_ray):
+    def free_cpus() -> float:
+        return ray.available_resources().get("CPU", 0)
+
+    idle = free_cpus()
+    assert idle >= 2, "the test reserves 2 CPUs"
+    driver_group = placement_group([{"CPU": 0.5}])  # like Tune's trial groups: made by the driver
+    ray.get(driver_group.ready())
+    alive, doomed = Controller.remote(), Controller.remote()
     try:
-        driver_group = placement_group([{"CPU": 0.5}])  # like Tune's trial groups: made by the driver
-        ray.get(driver_group.ready())
-        alive, doomed = Controller.remote(), Controller.remote()
         kept = ray.get(alive.start_workers.remote(0.5))
         lost = ray.get(doomed.start_workers.remote(1.0))
         assert orphaned_groups() == []
-        assert ray.available_resources().get("CPU", 0) == 0
+        assert free_cpus() == idle - 2
 
         said = []
         with Janitor(poll_s=0.1, say=said.append) as janitor:
@@ -40,11 +44,17 @@ def test_a_dead_actors_group_is_given_back_and_no_other():
         assert janitor.removed[0]["resources"] == {"CPU": 1.0}
         assert said == ["gave back the resources of a dead trial's Train workers (1 CPU)"]
         deadline = time.time() + 10
-        while ray.available_resources().get("CPU", 0) < 1.0 and time.time() < deadline:
+        while free_cpus() < idle - 1 and time.time() < deadline:
             time.sleep(0.1)
-        assert ray.available_resources().get("CPU", 0) == 1.0  # the dead one's CPU is back
+        assert free_cpus() == idle - 1  # the dead one's CPU is back
         states = {pg: info["state"] for pg, info in ray.util.placement_group_table().items()}
         assert states[lost] == "REMOVED" and states[kept] == "CREATED"
         assert states[driver_group.id.hex()] == "CREATED"
-    finally:
-        ray.shutdown()
+    finally:  # the session's Ray goes on serving other tests: give everything back
+        ray.kill(alive)
+        ray.kill(doomed)
+        ray.util.remove_placement_group(driver_group)
+        deadline = time.time() + 30
+        while free_cpus() < idle and time.time() < deadline:
+            Janitor(say=lambda msg: None).sweep()  # the killed actors' groups, once they are seen dead
+            time.sleep(0.1)

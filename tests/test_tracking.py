@@ -32,13 +32,6 @@ def fake_trainable():
     return fake_trial
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
 def run_grid(callbacks, storage):
     tuner = tune.Tuner(
         tune.with_resources(fake_trainable(), {"CPU": 0.01}),

@@ -48,8 +48,7 @@ def tuned(tiny_artifacts, tmp_path_factory):
     trials = [t for path in sorted((run_dir / "tuning" / "groups").glob("*.json"))
               for t in json.loads(path.read_text())["trials"]]
     resources = (ray.cluster_resources(), ray.available_resources())
-    yield {"base": base, "run_dir": run_dir, "summary": summary, "trials": trials, "resources": resources}
-    ray.shutdown()
+    return {"base": base, "run_dir": run_dir, "summary": summary, "trials": trials, "resources": resources}
 
 
 def test_asha_stops_weak_trials_and_their_resources_come_back(tuned):
