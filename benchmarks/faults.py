@@ -120,8 +120,9 @@ def _students(run_dir) -> int:
         return 0
 
 
-def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir, log: Path) -> dict:
-    """Run the grid into `run_dir` with one fault injected; then finish it as a user would."""
+def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir, log: Path, students: int) -> dict:
+    """Run the grid into `run_dir` (`students` student trials) with one fault injected; then
+    finish it as a user would."""
     base = [sys.executable, "-m", "bench.cli", "run", "--address", cluster.address]
     if fault == "artifact":  # corrupt a stored artifact between two runs into the same run dir
         first = subprocess.run([*base, str(spec_file), "--run-dir", str(run_dir)], env=cluster.env,
@@ -146,7 +147,8 @@ def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir
     elif fault == "worker+driver":  # once one student row is stored, the other trial mid-way
         if _wait(lambda: _students(run_dir) >= 1):
             driver.kill()
-            injected.append("killed the driver")
+            stored = _students(run_dir)  # both rows may land together: then no trial is cut mid-way
+            injected.append(f"killed the driver ({stored} of {students} student rows stored)")
     elif fault == "node":
         if _wait(lambda: _checkpoints(run_dir) >= 1):
             node = cluster.nodes - 1
@@ -160,7 +162,7 @@ def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir
     out = {"fault": fault, "injected": injected, "rc": rc, "hung": hung}
     if fault == "node":
         cluster.restart_node(cluster.nodes - 1)
-    if "killed the driver" in injected or rc != 0:  # finish the grid as a user would
+    if any(i.startswith("killed the driver") for i in injected) or rc != 0:  # finish the grid as a user would
         resume = subprocess.run([*base, "--resume", str(run_dir)], env=cluster.env, capture_output=True,
                                 text=True, timeout=900)
         out.update(rc=resume.returncode, output=resume.stdout[-3000:] + resume.stderr[-3000:],
@@ -218,12 +220,13 @@ def main(argv: list[str] | None = None) -> dict:
         spec_file = tmp / "spec.yaml"
         spec_file.write_text(yaml.safe_dump(data))
         spec = parse_spec(data)
+        students = sum(cell[1] == "student" for cell in expected(spec))
         for i in range(reps):
             fault = "worker+driver" if args.tiny else rng.choice(FAULTS)
             run_dir = runs.join(f"rep-{i:02d}")
             t0 = time.time()
             try:
-                result = repetition(fault, rng, cluster, spec_file, run_dir, tmp / f"rep-{i:02d}.log")
+                result = repetition(fault, rng, cluster, spec_file, run_dir, tmp / f"rep-{i:02d}.log", students)
             except subprocess.TimeoutExpired as exc:  # a hung resume is a failed repetition, not the end
                 result = {"fault": fault, "injected": [], "rc": None, "hung": True, "output": f"timed out: {exc}"}
             got = check(run_dir, spec, references)
