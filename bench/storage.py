@@ -192,9 +192,8 @@ class Location:
     def upload_dir(self, local: Path, marker: str | None = None) -> None:
         """Copy a local directory's files here, each file atomically. `marker` (a file name in
         `local`) is uploaded last: readers that wait for it see the whole set or nothing."""
-        files = sorted(f for f in Path(local).rglob("*") if f.is_file())
         last = Path(local, marker) if marker else None
-        for f in [*(f for f in files if f != last), *([last] if last in files else [])]:
+        for f in sorted((f for f in Path(local).rglob("*") if f.is_file()), key=lambda f: (f == last, f)):
             self.join(str(f.relative_to(local))).write_bytes(f.read_bytes())
 
     def download_dir(self, local: Path) -> None:

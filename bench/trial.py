@@ -190,10 +190,10 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
-    # group saves ~2 s per trial (and importing torch here, in the Tune process)
     # each worker's share (the trial's Tune process holds `bench.grid.TRIAL_CPU` besides)
     worker = {"CPU": res["cpus_per_worker"], **({"GPU": 1.0} if res["device"] == "cuda" else {})}
+    # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
+    # group saves ~2 s per trial (and importing torch here, in the Tune process)
     if res["num_workers"] > 1:
         from ray.train.torch import TorchTrainer as trainer_cls
     else:

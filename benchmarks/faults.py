@@ -124,29 +124,36 @@ def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir
     """Run the grid into `run_dir` (`students` student trials) with one fault injected; then
     finish it as a user would."""
     base = [sys.executable, "-m", "bench.cli", "run", "--address", cluster.address]
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], env=cluster.env, capture_output=True, text=True, timeout=900)
+
+    def tail(done: subprocess.CompletedProcess) -> str:
+        return done.stdout[-3000:] + done.stderr[-3000:]
+
     if fault == "artifact":  # corrupt a stored artifact between two runs into the same run dir
-        first = subprocess.run([*base, str(spec_file), "--run-dir", str(run_dir)], env=cluster.env,
-                               capture_output=True, text=True, timeout=900)
+        first = cli(str(spec_file), "--run-dir", str(run_dir))
         if first.returncode:
             return {"fault": fault, "error": first.stdout[-500:]}
         victim = _corrupt_an_artifact(cluster, spec_file, rng)
-        resume = subprocess.run([*base, "--resume", str(run_dir)], env=cluster.env, capture_output=True,
-                                text=True, timeout=900)
+        resume = cli("--resume", str(run_dir))
         return {"fault": fault, "injected": [f"corrupted {victim}"], "rc": resume.returncode,
                 "rebuilt": "stored copy was corrupt" in resume.stdout or "rebuilt" in resume.stdout,
-                "output": resume.stdout[-3000:] + resume.stderr[-3000:]}
+                "output": tail(resume)}
     driver = _driver([*base, str(spec_file), "--run-dir", str(run_dir)], cluster.env, log)
-    injected = []
+    injected, driver_killed = [], False
     if fault in ("worker", "worker+driver"):  # once a trial has a checkpoint (two: one registered)
         if _wait(lambda: _checkpoints(run_dir) >= (2 if fault == "worker+driver" else 1 + rng.randrange(2))):
             injected.append(f"killed {cluster.kill('ray::RayTrainWorker')} Train worker(s)")
     if fault == "driver":
         if _wait(lambda: _checkpoints(run_dir) >= 1 + rng.randrange(3)):
             driver.kill()
+            driver_killed = True
             injected.append("killed the driver")
     elif fault == "worker+driver":  # once one student row is stored, the other trial mid-way
         if _wait(lambda: _students(run_dir) >= 1):
             driver.kill()
+            driver_killed = True
             stored = _students(run_dir)  # both rows may land together: then no trial is cut mid-way
             injected.append(f"killed the driver ({stored} of {students} student rows stored)")
     elif fault == "node":
@@ -162,11 +169,9 @@ def repetition(fault: str, rng: random.Random, cluster, spec_file: Path, run_dir
     out = {"fault": fault, "injected": injected, "rc": rc, "hung": hung}
     if fault == "node":
         cluster.restart_node(cluster.nodes - 1)
-    if any(i.startswith("killed the driver") for i in injected) or rc != 0:  # finish the grid as a user would
-        resume = subprocess.run([*base, "--resume", str(run_dir)], env=cluster.env, capture_output=True,
-                                text=True, timeout=900)
-        out.update(rc=resume.returncode, output=resume.stdout[-3000:] + resume.stderr[-3000:],
-                   stored_earlier=resume.stdout.count("[stored earlier]"))
+    if driver_killed or rc != 0:  # finish the grid as a user would
+        resume = cli("--resume", str(run_dir))
+        out.update(rc=resume.returncode, output=tail(resume), stored_earlier=resume.stdout.count("[stored earlier]"))
     return out
 
 

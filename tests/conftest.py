@@ -36,7 +36,6 @@ def local_ray():
     from bench.runner import init_ray
 
     init_ray()
-    yield
 
 
 def pytest_sessionstart(session):

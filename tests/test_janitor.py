@@ -19,6 +19,14 @@ class Controller:
         return group.id.hex()
 
 
+def until(condition, timeout: float, then=lambda: None) -> None:
+    """Poll `condition` (calling `then` between polls) until it holds or `timeout` s pass."""
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        then()
+        time.sleep(0.1)
+
+
 def test_a_dead_actors_group_is_given_back_and_no_other(local_ray):
     def free_cpus() -> float:
         return ray.available_resources().get("CPU", 0)
@@ -37,15 +45,11 @@ def test_a_dead_actors_group_is_given_back_and_no_other(local_ray):
         said = []
         with Janitor(poll_s=0.1, say=said.append) as janitor:
             ray.kill(doomed)  # its group stays, holding 1 CPU, until the driver exits
-            deadline = time.time() + 30
-            while not janitor.removed and time.time() < deadline:
-                time.sleep(0.1)
+            until(lambda: janitor.removed, 30)
         assert [g["placement_group"] for g in janitor.removed] == [lost]
         assert janitor.removed[0]["resources"] == {"CPU": 1.0}
         assert said == ["gave back the resources of a dead trial's Train workers (1 CPU)"]
-        deadline = time.time() + 10
-        while free_cpus() < idle - 1 and time.time() < deadline:
-            time.sleep(0.1)
+        until(lambda: free_cpus() >= idle - 1, 10)
         assert free_cpus() == idle - 1  # the dead one's CPU is back
         states = {pg: info["state"] for pg, info in ray.util.placement_group_table().items()}
         assert states[lost] == "REMOVED" and states[kept] == "CREATED"
@@ -54,7 +58,5 @@ def test_a_dead_actors_group_is_given_back_and_no_other(local_ray):
         ray.kill(alive)
         ray.kill(doomed)
         ray.util.remove_placement_group(driver_group)
-        deadline = time.time() + 30
-        while free_cpus() < idle and time.time() < deadline:
-            Janitor(say=lambda msg: None).sweep()  # the killed actors' groups, once they are seen dead
-            time.sleep(0.1)
+        # the killed actors' groups, once they are seen dead
+        until(lambda: free_cpus() >= idle, 30, then=Janitor(say=lambda msg: None).sweep)
