@@ -8,12 +8,13 @@ here except to write them into the card.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,18 +121,12 @@ def export_best(run_dir: Path | str, to_dir: Path | str, task: str | None = None
         why = {"trial_key": best["trial_key"], "run_dir": str(run_dir), "metric": rule.metric,
                "value": best_value, "higher_is_better": rule.higher_is_better, "source": rule.source,
                "candidates": len(scored), "seeds_in_summary": len(seeds) if summary else 1}
-        near = None  # a local export is staged beside its target, so publishing it is one rename
-        if target.is_local:
-            near = target.local_path.parent
-            near.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{name}.kdbench-export-", dir=near) as d:
-            staged = Path(d, name)
+        with _publishing(target) as staged:
             source.download_dir(staged)
             for stale in (staged / "README.md", staged / EXPORT_FILE):  # the student's, not this export's
                 stale.unlink(missing_ok=True)
             write_model_card(staged, best, teacher_row=teacher, summary=summary)
             (staged / EXPORT_FILE).write_text(json.dumps(why, indent=2) + "\n", encoding="utf-8")
-            _publish(staged, target)
         direction = "higher" if rule.higher_is_better else "lower"
         say(f"[{name}] best of {len(scored)} students on dev: {best['trial_key']} "
             f"({rule.metric} = {best_value:.4g}, {direction} is better, from {rule.source}) -> {target}")
@@ -145,16 +140,25 @@ def _refuse_to_replace(target: Location, overwrite: bool) -> None:
                               f"--overwrite to replace it)")
 
 
-def _publish(staged: Path, target: Location) -> None:
-    """Put a complete export at `target`. On a local disk (staged on the same filesystem) it is
-    renamed into place, so a reader never sees a half-copied student; on an object store its
-    marker (EXPORT_FILE) is uploaded last, so an export without one is incomplete."""
+@contextlib.contextmanager
+def _publishing(target: Location) -> Iterator[Path]:
+    """A staging folder for an export, put at `target` whole when the block ends without error.
+    On a local disk it is staged beside the target and renamed into place (one filesystem), so a
+    reader never sees a half-copied student; on an object store its marker (EXPORT_FILE) is
+    uploaded last, so an export without one is incomplete."""
+    near = None
     if target.is_local:
-        shutil.rmtree(target.local_path, ignore_errors=True)
-        os.replace(staged, target.local_path)
-        return
-    target.delete()
-    target.upload_dir(staged, marker=EXPORT_FILE)
+        near = target.local_path.parent
+        near.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.kdbench-export-", dir=near) as d:
+        staged = Path(d, target.name)
+        yield staged
+        if target.is_local:
+            shutil.rmtree(target.local_path, ignore_errors=True)
+            os.replace(staged, target.local_path)
+        else:
+            target.delete()
+            target.upload_dir(staged, marker=EXPORT_FILE)
 
 
 def push_to_hub(path: Location | Path | str, repo: str, private: bool = False) -> str:

@@ -15,7 +15,7 @@ What it does: every `poll_s`, it removes each non-detached placement group of th
 run's driver) whose creator was an actor that is now dead. In kdbench such an actor is a Train
 controller: the workers in its group were owned by it and died with it, so the group has no
 live user and removing it is safe. Other jobs' groups are never touched; groups made by drivers (Tune's trial
-groups, whose creator field holds the job's nil actor id) are never touched. The GCS keeps the creator fields in its
+groups, whose creator field holds a nil actor id) are never touched. The GCS keeps the creator fields in its
 table; Ray's public `placement_group_table()` leaves them out, so it is read from the GCS
 accessor (`tests/test_janitor.py` checks it on a real Ray).
 """
@@ -41,11 +41,11 @@ def orphaned_groups() -> list[dict[str, Any]]:
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
         if pg.creator_job_id != job:
             continue
-        # a driver's groups carry its job's nil actor id: 0xff bytes, then the job id
-        made_by_actor = pg.creator_actor_id[:-len(pg.creator_job_id)] != b"\xff" * (len(pg.creator_actor_id)
-                                                                                  - len(pg.creator_job_id))
+        # a driver's groups carry a nil actor id (measured: all 0xff; its unique part, before the
+        # job-id bytes, is all 0xff in any case) and read as "creator dead"
+        made_by_actor = set(pg.creator_actor_id[:-len(job)]) != {0xFF}
         if (pg.state != gcs_pb2.PlacementGroupTableData.REMOVED and not pg.is_detached and made_by_actor
-                and pg.creator_actor_dead and not pg.creator_job_dead):
+                and pg.creator_actor_dead):  # (this job is alive: it is the one asking)
             resources: dict[str, float] = {}
             for bundle in pg.bundles:
                 for k, v in bundle.unit_resources.items():

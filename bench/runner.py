@@ -71,13 +71,14 @@ def check_resume(run_dir: Location, spec: Spec, allow_changed: bool, remedy: str
     return True
 
 
-def init_ray(address: str | None = None, verbose: bool = False) -> None:
-    """Connect to `address`, or start a local Ray; a no-op when this process is connected already."""
+def init_ray(address: str | None = None, verbose: bool = False) -> bool:
+    """Connect to `address`, or start a local Ray; a no-op when this process is connected already.
+    True when this call connected (the caller then owns the session)."""
     env = quiet_ray_env(verbose)
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     kwargs: dict[str, Any] = dict(
         logging_level=logging.INFO if verbose else logging.WARNING,
         runtime_env={"env_vars": env},
@@ -87,6 +88,7 @@ def init_ray(address: str | None = None, verbose: bool = False) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(object_store_memory=1_000_000_000, include_dashboard=False, **kwargs)
+    return True
 
 
 def largest_node_cpus() -> float:

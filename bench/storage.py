@@ -193,6 +193,8 @@ class Location:
         """Copy a local directory's files here, each file atomically. `marker` (a file name in
         `local`) is uploaded last: readers that wait for it see the whole set or nothing."""
         last = Path(local, marker) if marker else None
+        if last is not None and not last.is_file():  # readers waiting for it would wait forever
+            raise FileNotFoundError(f"upload_dir: the marker {marker} is not in {local}")
         for f in sorted((f for f in Path(local).rglob("*") if f.is_file()), key=lambda f: (f == last, f)):
             self.join(str(f.relative_to(local))).write_bytes(f.read_bytes())
 

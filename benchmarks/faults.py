@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.environment import quiet_ray_env
 
     quiet_ray_env()
+    from bench.grid import grid_size
     from bench.localcluster import LocalCluster, ObjectStore
     from bench.spec import parse_spec
     from bench.storage import Location
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
         spec_file = tmp / "spec.yaml"
         spec_file.write_text(yaml.safe_dump(data))
         spec = parse_spec(data)
-        students = sum(cell[1] == "student" for cell in expected(spec))
+        students = grid_size(spec)
         for i in range(reps):
             fault = "worker+driver" if args.tiny else rng.choice(FAULTS)
             run_dir = runs.join(f"rep-{i:02d}")

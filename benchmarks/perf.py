@@ -226,37 +226,38 @@ def bench_d(size: Size, tmp: Path) -> float:
         "storage": {"runs_dir": str(tmp / "runs"), "artifacts_dir": str(tmp / "artifacts")},
     }
     spec = parse_spec(data)
-    import ray
-
-    started = not ray.is_initialized()  # a caller's Ray session (the tests') is left running
-    init_ray()
-    artifacts, errors = prepare_all(spec, tmp / "artifacts")
-    art = artifacts["d2t"]
-    plain = 0.0
-    for method in spec.methods:
-        cfg = worker_config(spec.model_dump(mode="json"), art, task="d2t", method=method, ratio=2.0, seed=0)
+    started = init_ray()  # False: a caller's Ray session (the tests') is left running
+    try:
+        artifacts, errors = prepare_all(spec, tmp / "artifacts")
+        art = artifacts["d2t"]
+        plain = 0.0
+        for method in spec.methods:
+            cfg = worker_config(spec.model_dump(mode="json"), art, task="d2t", method=method, ratio=2.0, seed=0)
+            t0 = time.perf_counter()
+            distill(cfg, 0, 1, torch.device("cpu"))
+            plain += time.perf_counter() - t0
+        run_dir = tmp / "runs" / "grid"
+        context = trial_context(spec, run_dir, "grid", artifacts, errors, library_versions())
         t0 = time.perf_counter()
-        distill(cfg, 0, 1, torch.device("cpu"))
-        plain += time.perf_counter() - t0
-    run_dir = tmp / "runs" / "grid"
-    context = trial_context(spec, run_dir, "grid", artifacts, errors, library_versions())
-    t0 = time.perf_counter()
-    run_grid(spec, run_dir, context)
-    grid = time.perf_counter() - t0
-    rows = [r for r in read_rows(run_dir) if r["role"] == "student"]
-    overheads = [r["wall_seconds"] - r["metrics"]["overhead"]["train"] - r["metrics"]["overhead"]["evaluation"]
-                 for r in rows if r["status"] == "ok"]
-    from benchmarks.train_floor import train_floor
+        run_grid(spec, run_dir, context)
+        grid = time.perf_counter() - t0
+        rows = [r for r in read_rows(run_dir) if r["role"] == "student"]
+        overheads = [r["wall_seconds"] - r["metrics"]["overhead"]["train"] - r["metrics"]["overhead"]["evaluation"]
+                     for r in rows if r["status"] == "ok"]
+        from benchmarks.train_floor import train_floor
 
-    floor = train_floor(str(tmp / "floor"), spec.resources.model_dump(mode="json"), trials=1 if tiny else 2)
-    ratio = grid / plain
-    n = len(spec.methods)
-    print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "
-          f"{ratio:.2f}×; fixed cost per trial {(grid - plain) / n:.1f}s (inside the Tune function: "
-          f"{sum(overheads) / max(1, len(overheads)):.1f}s of worker start, setup, teardown), of which Ray Tune + "
-          f"Train around an empty function: {floor:.1f}s")
-    if started:
-        ray.shutdown()
+        floor = train_floor(str(tmp / "floor"), spec.resources.model_dump(mode="json"), trials=1 if tiny else 2)
+        ratio = grid / plain
+        n = len(spec.methods)
+        print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "
+              f"{ratio:.2f}×; fixed cost per trial {(grid - plain) / n:.1f}s (inside the Tune function: "
+              f"{sum(overheads) / max(1, len(overheads)):.1f}s of worker start, setup, teardown), of which Ray Tune + "
+              f"Train around an empty function: {floor:.1f}s")
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
     return ratio
 
 
