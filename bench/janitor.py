@@ -9,7 +9,8 @@ onto the surviving nodes. On a small cluster that deadlocks the grid: the retrie
 for CPUs the dead trial's group holds (measured: a 2-node run whose worker node was killed
 waited until its 30-minute worker-group timeout). Train V2 starts a `PlacementGroupCleaner` for
 this, but it asks the State API whether the controller is alive, which needs the dashboard
-(`ray[default]`; kdbench starts Ray without it), so it never acts.
+(`ray[default]`; kdbench starts Ray without it), so it never acts; kdbench's trainer leaves it
+out (`bench.trial._trainer_class`), since it costs a process per trial.
 
 What it does: every `poll_s`, it removes each non-detached placement group of this job (this
 run's driver) whose creator was an actor that is now dead. In kdbench such an actor is a Train

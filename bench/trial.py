@@ -14,6 +14,7 @@ config, a NaN loss) are not retried: they become the row's reason.
 """
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from typing import Any
@@ -187,18 +188,11 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
 def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: str, storage_path: str):
     """One trial's Ray Train run (`res`: the spec's `resources`). benchmarks/train_floor.py runs
     it around an empty loop, so Ray's own cost is timed on the grid's path."""
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     # each worker's share (the trial's Tune process holds `bench.grid.TRIAL_CPU` besides)
     worker = {"CPU": res["cpus_per_worker"], **({"GPU": 1.0} if res["device"] == "cuda" else {})}
-    # DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
-    # group saves ~2 s per trial (and importing torch here, in the Tune process)
-    if res["num_workers"] > 1:
-        from ray.train.torch import TorchTrainer as trainer_cls
-    else:
-        trainer_cls = DataParallelTrainer
-    return trainer_cls(
+    return _trainer_class(ddp=res["num_workers"] > 1)(
         loop,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"], use_gpu=res["device"] == "cuda",
@@ -210,6 +204,35 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=[TuneReportCallback()]),
     )
+
+
+@functools.cache
+def _trainer_class(ddp: bool) -> type:
+    """Ray Train's trainer without the two actors that serve kdbench nothing (Ray 2.60; ~2.5 s a
+    trial on 2 CPUs, measured with benchmarks/train_floor.py: 8.4–9.4 → 6.2–6.8 s):
+    - `PlacementGroupCleanerCallback` starts a detached actor per run that asks the State API
+      whether the controller lives, which needs the dashboard kdbench's Ray runs without, so it
+      never acts (`bench.janitor` does that job); the controller also waits for it to register
+      the group and, for up to 2 s, to stop;
+    - `DatasetsCallback` starts a `DatasetManager` actor per run for Ray Datasets, and kdbench
+      passes none (the callback stays if a caller passes some).
+    Each actor is a fresh Python process, and Ray starts at most one per CPU at a time.
+    DDP needs torch.distributed (TorchTrainer); one worker does not, and skipping the process
+    group saves ~2 s per trial (and importing torch here, in the Tune process)."""
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    if ddp:
+        from ray.train.torch import TorchTrainer as base
+    else:
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as base
+
+    def _create_default_callbacks(self):
+        unused = (PlacementGroupCleanerCallback,) + (() if self.datasets else (DatasetsCallback,))
+        return [c for c in base._create_default_callbacks(self) if not isinstance(c, unused)]
+
+    return type(f"Lean{base.__name__}", (base,), {"_create_default_callbacks": _create_default_callbacks,
+                                                  "__module__": __name__})
 
 
 def overhead(trial_started: float, fit_started: float, timing: dict[str, float], fit_returned: float) -> dict[str, float]:

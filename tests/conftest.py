@@ -38,6 +38,14 @@ def local_ray():
     init_ray()
 
 
+def started_actor_classes() -> set[str]:
+    """Class names of every actor this Ray session has started (alive or dead), read from the GCS
+    (the State API needs the dashboard, which kdbench's Ray runs without)."""
+    from ray._private.state import actors
+
+    return {a["ActorClassName"] for a in actors().values()}
+
+
 def pytest_sessionstart(session):
     """Build the binary data fixtures (Parquet, in the Hub datasets' layouts) if missing."""
     from tests.fixtures.make_fixtures import ensure_written

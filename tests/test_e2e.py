@@ -10,7 +10,7 @@ from bench.cli import main
 from bench.results import ROWS_DIR, read_rows
 from bench.runner import run
 from bench.spec import parse_spec
-from tests.conftest import tiny_spec_dict
+from tests.conftest import started_actor_classes, tiny_spec_dict
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +57,9 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, local_ray, capsys)
     md = (run_dir / "report" / "report.md").read_text()
     assert all(f"| {m} " in md for m in METHODS) and report.exists()
     assert "Findings of T1" in md and "needs ≥ 3 seeds" in md  # one seed: never a finding
+    # trials start only the actors that serve them (bench.trial._trainer_class)
+    assert "RayTrainWorker" in started_actor_classes()
+    assert {"PlacementGroupCleaner", "DatasetManager"}.isdisjoint(started_actor_classes())
 
     # same run again: stages reused, finished trials kept, nothing duplicated
     stored_before = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}
@@ -109,6 +112,7 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, local_r
     assert failed["trial_key"].startswith("headlines|student|joint_teaching|shrink-alternating|r2|s0|")
     html = report.read_text()
     assert "cannot shrink the teacher" in html and "rougeL" in html
+    assert {"PlacementGroupCleaner", "DatasetManager"}.isdisjoint(started_actor_classes())  # DDP's trainer too
 
     # tracking: read back with MLflow's client and TensorBoard's event reader
     from mlflow.tracking import MlflowClient

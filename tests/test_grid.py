@@ -99,3 +99,27 @@ def test_the_drivers_method_definitions_give_the_trials_own_config_and_identity(
                           definitions=definitions)
     assert tuned["method_definition"] != definitions["kd_t2"]
     assert tuned["method_definition"]["losses"][0]["temperature"] == 4.0
+
+
+def test_trials_train_without_the_actors_that_serve_kdbench_nothing(tmp_path):
+    """The trainer leaves out Ray Train's placement-group cleaner (it needs the dashboard, so it
+    never acts here; bench.janitor does its job) and, without Ray Datasets, the dataset manager;
+    Ray's other callbacks stay. On a real Ray: tests/test_e2e.py checks that no such actor starts."""
+    import ray.train
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from bench.trial import _trainer_class
+
+    config = {"scaling_config": ray.train.ScalingConfig(num_workers=1),
+              "run_config": ray.train.RunConfig(storage_path=str(tmp_path))}
+    for ddp in (False, True):
+        cls = _trainer_class(ddp)
+        kept = {type(c) for c in DataParallelTrainer._create_default_callbacks(cls(lambda c: None, **config))}
+        lean = {type(c) for c in cls(lambda c: None, **config)._create_default_callbacks()}
+        assert kept - lean == {PlacementGroupCleanerCallback, DatasetsCallback}
+        with_data = {type(c) for c in cls(lambda c: None, datasets={"train": lambda: None},
+                                          **config)._create_default_callbacks()}
+        assert DatasetsCallback in with_data and PlacementGroupCleanerCallback not in with_data
+    assert _trainer_class(True).__mro__[1].__name__ == "TorchTrainer"
