@@ -43,17 +43,19 @@ def spec_data(runs: str, artifacts: str, steps: int, methods: list[str], every: 
 
 
 def expected(spec) -> set[tuple]:
-    """(task, role, method, init, ratio) of every row a finished run of `spec` holds (one seed)."""
+    """`_cell` of every row a finished run of `spec` holds (a teacher's seed is its task's data seed)."""
     from bench.grid import grid_trials
 
-    cells = {(t["task"], "student", t["method"], t["student_init"], t["ratio"]) for t in grid_trials(spec)}
+    cells = {(t["task"], "student", t["method"], t["student_init"], t["ratio"], t["seed"]) for t in grid_trials(spec)}
     for task in spec.tasks:
-        cells |= {(task.name, "teacher", "teacher", None, 1.0), (task.name, "baseline", "copy_input", None, None)}
+        cells |= {(task.name, "teacher", "teacher", None, 1.0, task.data_seed),
+                  (task.name, "baseline", "copy_input", None, None, None)}
     return cells
 
 
 def _cell(row: dict) -> tuple:
-    return row["task"], row["role"], row["method"], row.get("student_init"), row.get("ratio")
+    """One grid cell: two rows of one cell are a duplicate, a cell without an ok row is lost."""
+    return row["task"], row["role"], row["method"], row.get("student_init"), row.get("ratio"), row.get("seed")
 
 
 def check(run_dir, spec, references: dict[str, tuple]) -> dict:

@@ -133,6 +133,29 @@ def test_a_run_on_an_object_store_exports_to_disk_and_to_the_store(tmp_path, bpe
         push_to_hub(again, "someone/kd-student")
 
 
+def test_upload_dir_sends_its_marker_last_and_refuses_a_missing_one(tmp_path, s3_bucket, monkeypatch):
+    """Readers wait for the marker (an artifact's meta file, an export's record), so it goes last;
+    a marker that is not there would keep them waiting forever, so nothing is sent."""
+    local = tmp_path / "d"
+    (local / "sub").mkdir(parents=True)
+    for name in ("z.bin", "sub/b.bin"):
+        (local / name).write_bytes(name.encode())
+    remote = Location.of(s3_bucket).join("upload")
+    with pytest.raises(FileNotFoundError, match="the marker meta.json is not in"):
+        remote.upload_dir(local, marker="meta.json")
+    assert not remote.exists() and not remote.join("z.bin").exists()
+
+    (local / "meta.json").write_text("{}")
+    sent = []
+    write = Location.write_bytes
+    monkeypatch.setattr(Location, "write_bytes", lambda self, data: (sent.append(self.uri), write(self, data)))
+    remote.upload_dir(local, marker="meta.json")
+    assert [u.split("?")[0].rsplit("upload/", 1)[1] for u in sent] == ["sub/b.bin", "z.bin", "meta.json"]
+    back = tmp_path / "back"
+    remote.download_dir(back)
+    assert (back / "sub" / "b.bin").read_bytes() == b"sub/b.bin" and (back / "meta.json").read_text() == "{}"
+
+
 def test_push_to_hub_fails_fast_in_one_line_when_offline_or_unreachable(tmp_path, bpe_tokenizer, monkeypatch):
     student = tiny_t5(bpe_tokenizer, tmp_path / "student")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
