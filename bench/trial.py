@@ -208,8 +208,9 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
 
 @functools.cache
 def _trainer_class(ddp: bool) -> type:
-    """Ray Train's trainer without the two actors that serve kdbench nothing (Ray 2.60; ~2.5 s a
-    trial on 2 CPUs, measured with benchmarks/train_floor.py: 8.4–9.4 → 6.2–6.8 s):
+    """Ray Train's trainer without the two actors that serve kdbench nothing (Ray 2.60, pinned: it
+    overrides a private method, checked by tests/test_grid.py and tests/test_e2e.py; Ray's cost
+    of an empty trial on 2 CPUs, benchmarks/train_floor.py in perf (d): 7.5 → 4.9–5.1 s):
     - `PlacementGroupCleanerCallback` starts a detached actor per run that asks the State API
       whether the controller lives, which needs the dashboard kdbench's Ray runs without, so it
       never acts (`bench.janitor` does that job); the controller also waits for it to register
