@@ -214,7 +214,7 @@ def _trainer_class(ddp: bool) -> type:
     - `PlacementGroupCleanerCallback` starts a detached actor per run that asks the State API
       whether the controller lives, which needs the dashboard kdbench's Ray runs without, so it
       never acts (`bench.janitor` does that job); the controller also waits for it to register
-      the group and, for up to 2 s, to stop;
+      the group and to stop (up to 12 s with Ray's defaults; ~1 s measured);
     - `DatasetsCallback` starts a `DatasetManager` actor per run for Ray Datasets, and kdbench
       passes none (the callback stays if a caller passes some).
     Each actor is a fresh Python process, and Ray starts at most one per CPU at a time.
