@@ -192,7 +192,7 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
 
     # each worker's share (the trial's Tune process holds `bench.grid.TRIAL_CPU` besides)
     worker = {"CPU": res["cpus_per_worker"], **({"GPU": 1.0} if res["device"] == "cuda" else {})}
-    return _trainer_class(ddp=res["num_workers"] > 1)(
+    return _trainer_class(res["num_workers"] > 1)(  # DDP when > 1
         loop,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=res["num_workers"], use_gpu=res["device"] == "cuda",

@@ -46,10 +46,11 @@ def expected(spec) -> set[tuple]:
     """`_cell` of every row a finished run of `spec` holds (a teacher's seed is its task's data seed)."""
     from bench.grid import grid_trials
 
-    cells = {(t["task"], "student", t["method"], t["student_init"], t["ratio"], t["seed"]) for t in grid_trials(spec)}
+    cells = {_cell({**t, "role": "student"}) for t in grid_trials(spec)}
     for task in spec.tasks:
-        cells |= {(task.name, "teacher", "teacher", None, 1.0, task.data_seed),
-                  (task.name, "baseline", "copy_input", None, None, None)}
+        cells |= {_cell({"task": task.name, "role": "teacher", "method": "teacher", "ratio": 1.0,
+                         "seed": task.data_seed}),
+                  _cell({"task": task.name, "role": "baseline", "method": "copy_input"})}
     return cells
 
 

@@ -58,8 +58,8 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, local_ray, capsys)
     assert all(f"| {m} " in md for m in METHODS) and report.exists()
     assert "Findings of T1" in md and "needs ≥ 3 seeds" in md  # one seed: never a finding
     # trials start only the actors that serve them (bench.trial._trainer_class)
-    assert "RayTrainWorker" in started_actor_classes()
-    assert {"PlacementGroupCleaner", "DatasetManager"}.isdisjoint(started_actor_classes())
+    started = started_actor_classes()
+    assert "RayTrainWorker" in started and {"PlacementGroupCleaner", "DatasetManager"}.isdisjoint(started)
 
     # same run again: stages reused, finished trials kept, nothing duplicated
     stored_before = {f.name: f.read_text() for f in (run_dir / ROWS_DIR).iterdir()}
@@ -112,7 +112,8 @@ def test_custom_jsonl_task_with_ddp_workers_and_a_failing_init(tmp_path, local_r
     assert failed["trial_key"].startswith("headlines|student|joint_teaching|shrink-alternating|r2|s0|")
     html = report.read_text()
     assert "cannot shrink the teacher" in html and "rougeL" in html
-    assert {"PlacementGroupCleaner", "DatasetManager"}.isdisjoint(started_actor_classes())  # DDP's trainer too
+    started = started_actor_classes()  # DDP's trainer too
+    assert "RayTrainWorker" in started and {"PlacementGroupCleaner", "DatasetManager"}.isdisjoint(started)
 
     # tracking: read back with MLflow's client and TensorBoard's event reader
     from mlflow.tracking import MlflowClient
