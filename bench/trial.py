@@ -241,7 +241,7 @@ def overhead(trial_started: float, fit_started: float, timing: dict[str, float],
     of the Tune process and of rank 0; one machine's clock, or NTP-close nodes')."""
     return {
         "before_trainer": fit_started - trial_started,  # the Tune function until TorchTrainer.fit
-        "worker_start": timing["worker_entered"] - fit_started,  # controller, placement group, worker process
+        "worker_start": timing["worker_entered"] - fit_started,  # controller, placement group, worker, its imports
         "worker_setup": timing["train_started"] - timing["setup_started"],  # models, data, tokenization
         "train": timing["train_finished"] - timing["train_started"],
         "evaluation": timing["evaluated"] - timing["train_finished"],

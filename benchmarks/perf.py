@@ -242,8 +242,10 @@ def bench_d(size: Size, tmp: Path) -> float:
         run_grid(spec, run_dir, context)
         grid = time.perf_counter() - t0
         rows = [r for r in read_rows(run_dir) if r["role"] == "student"]
+        ok = [r for r in rows if r["status"] == "ok"]
         overheads = [r["wall_seconds"] - r["metrics"]["overhead"]["train"] - r["metrics"]["overhead"]["evaluation"]
-                     for r in rows if r["status"] == "ok"]
+                     for r in ok]
+        starts = [r["metrics"]["overhead"]["worker_start"] for r in ok]
         from benchmarks.train_floor import train_floor
 
         floor = train_floor(str(tmp / "floor"), spec.resources.model_dump(mode="json"), trials=1 if tiny else 2)
@@ -251,8 +253,9 @@ def bench_d(size: Size, tmp: Path) -> float:
         n = len(spec.methods)
         print(f"(d) {n} trials of ~{plain / n:.0f}s: Ray Tune + Train {grid:.1f}s, plain process {plain:.1f}s → "
               f"{ratio:.2f}×; fixed cost per trial {(grid - plain) / n:.1f}s (inside the Tune function: "
-              f"{sum(overheads) / max(1, len(overheads)):.1f}s of worker start, setup, teardown), of which Ray Tune + "
-              f"Train around an empty function: {floor:.1f}s")
+              f"{sum(overheads) / max(1, len(overheads)):.1f}s outside training and evaluation, of which "
+              f"{sum(starts) / max(1, len(starts)):.1f}s from fit() to the train function running: Train's processes "
+              f"and the worker's imports); Ray Tune + Train around an empty function: {floor:.1f}s")
     finally:
         if started:
             import ray
