@@ -25,7 +25,7 @@ Row schema (documented in README, read by `reports/`):
                     statistics with the learning curve, `selection`, `compute`, `overhead`),
                     and, joined on read, the cost profile and `relative` costs vs the teacher
   outputs_file str  path (relative to the run dir) of the test outputs, aligned with
-                    `references/<task>.json`; per-example statistics beside it (`.stats.npz`)
+                    `references/<task>.json`; per-example statistics beside it (`.stats.<metric>.<hash>.npy`)
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def write_outputs(run_dir: RunDir, trial_key: str, hypotheses: list[str],
                   references: list[list[str]] | None = None, bleu_tokenize: str | None = None) -> str:
     """Store a trial's test outputs (aligned with `references/<task>.json`, for paired
     significance tests) and, given the references, their per-example statistics
-    (`bench.example_stats`, `<outputs>.stats.npz`); returns the outputs' path relative to the
+    (`bench.example_stats`, `<outputs>.stats.<metric>.<hash>.npy`); returns the outputs' path relative to the
     run dir, recorded in the row as `outputs_file`. Each file is written atomically."""
     rel = f"{OUTPUTS_DIR}/{slug(trial_key)}.json"
     Location.of(run_dir).join(rel).write_json({"trial_key": trial_key, "hypotheses": hypotheses})
@@ -150,19 +150,22 @@ def write_outputs(run_dir: RunDir, trial_key: str, hypotheses: list[str],
 
 
 def write_example_stats(run_dir: RunDir, outputs_file: str, trial_key: str, stats: dict, meta: dict) -> None:
-    """Per-example statistics of an outputs file (`bench.example_stats`), beside it: one array per
+    """Per-example statistics of an outputs file (`bench.example_stats`), beside it: one .npy per
     metric, named by the metric and what it was computed with (signature, references), so a
-    reader opens only the array it wants."""
+    reader opens only the array it wants (a .npy loads in a third of the time of an .npz member:
+    a cold report of 10,000 rows reads 10,000 of them)."""
     import numpy as np
 
-    named = {_stats_name(m, meta["signatures"][m], meta["references_digest"]): a for m, a in stats.items()}
-    buffer = io.BytesIO()
-    np.savez(buffer, **named)
-    Location.of(run_dir).join(outputs_file.removesuffix(".json") + ".stats.npz").write_bytes(buffer.getvalue())
+    for metric, array in stats.items():
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        _stats_file(run_dir, outputs_file, metric, meta["signatures"][metric],
+                    meta["references_digest"]).write_bytes(buffer.getvalue())
 
 
-def _stats_name(metric: str, signature: str, references_digest: str) -> str:
-    return f"{metric}.{hashlib.sha1(f'{signature}|{references_digest}'.encode()).hexdigest()[:12]}"
+def _stats_file(run_dir: RunDir, outputs_file: str, metric: str, signature: str, references_digest: str) -> Location:
+    digest = hashlib.sha1(f"{signature}|{references_digest}".encode()).hexdigest()[:12]
+    return Location.of(run_dir).join(f"{outputs_file.removesuffix('.json')}.stats.{metric}.{digest}.npy")
 
 
 def load_example_stats(run_dir: RunDir, row: dict[str, Any], metric: str, signature: str,
@@ -173,13 +176,10 @@ def load_example_stats(run_dir: RunDir, row: dict[str, Any], metric: str, signat
         return None
     import numpy as np
 
-    loc = Location.of(run_dir).join(str(row["outputs_file"]).removesuffix(".json") + ".stats.npz")
-    try:
-        source = str(loc.local_path) if loc.is_local else io.BytesIO(loc.read_bytes())
-        with np.load(source, allow_pickle=False) as data:
-            name = _stats_name(metric, signature, references_digest)
-            return data[name] if name in data.files else None
-    except (OSError, ValueError, KeyError):
+    loc = _stats_file(run_dir, str(row["outputs_file"]), metric, signature, references_digest)
+    try:  # missing (other references, or a run older than these files) or unreadable: None
+        return np.load(str(loc.local_path) if loc.is_local else io.BytesIO(loc.read_bytes()), allow_pickle=False)
+    except (OSError, ValueError):
         return None
 
 

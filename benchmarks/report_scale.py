@@ -7,7 +7,7 @@ metrics, training curves and compute, one outputs file per row, the references o
 its report twice:
 
 * **cold**: an empty report cache; every row's per-example statistics are read from where the
-  evaluation stored them (`outputs/<row>.stats.npz`, as a run writes them).
+  evaluation stored them (`outputs/<row>.stats.<metric>.<hash>.npy`, as a run writes them).
 * **warm**: the rebuild, with the report's own cache of resampled scores.
 
 Both are held to the target.

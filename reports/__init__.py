@@ -16,12 +16,10 @@ from pathlib import Path
 from bench.storage import Location
 
 from reports.content import REPORT_DIR, collect
-from reports.harness import write_results_json
 from reports.html_page import write_html
 from reports.latex import write_latex
 from reports.markdown import write_markdown
 from reports.score_store import CACHE_DIR
-from reports.tables import seed_summary
 
 __all__ = ["build_report"]
 
@@ -55,11 +53,7 @@ def _run_dir(d) -> Path | str:
 
 def _build(dirs: list, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    content = collect(dirs, out)
-    content.frame.to_csv(out / "results.csv", index=False)
-    content.frame.to_parquet(out / "results.parquet", index=False)
-    seed_summary(content.frame).to_csv(out / "summary.csv", index=False)
-    write_results_json(content.frame, out / "results.json", content.runs[0])  # lm-evaluation-harness shape
+    content = collect(dirs, out)  # also writes the flat files and the figures
     write_markdown(content, out / "report.md")
     write_latex(content, out / "tables.tex")
     return write_html(content, out / "report.html")

@@ -7,6 +7,7 @@ says why in a paragraph, so no section of the page is ever empty.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from reports.ablation import (
     ablation_plot,
     ablation_tasks,
 )
-from reports.background import Background
+from reports.background import Alongside
 from reports.compute import (
     COMPUTE_FILE,
     compute_display,
@@ -31,6 +32,7 @@ from reports.curves import CURVES_FILE, curves_frame, curves_plot
 from reports.derived import gain_display, retention_display, significance_display
 from reports.findings import findings, findings_display, parse_study, verdict_summary
 from reports.frame import load_runs, ok_rows
+from reports.harness import write_results_json
 from reports.headline import HEADLINE, headlines, metric_name, quality_frame, task_names
 from reports.meta import RunMeta, run_meta
 from reports.pareto import PARETO_FILE, latency_points, pareto_display, pareto_plot
@@ -43,6 +45,7 @@ from reports.tables import (
     failed_table,
     flat_table,
     results_display,
+    seed_summary,
 )
 from reports.teacher_check import teacher_checks
 
@@ -123,7 +126,8 @@ class ReportContent:
 
 
 def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
-    """Read the runs, compute every table and draw every figure into `out_dir`."""
+    """Read the runs, compute every table, and write the flat files and draw every figure into
+    `out_dir`."""
     rows_by_dir = {d: read_rows(d) for d in run_dirs}
     frame, merge_notes = load_runs(rows_by_dir)
     runs = [run_meta(d) for d in run_dirs]
@@ -132,12 +136,15 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     withheld = {task: check.problem for task, check in checks.items() if check.problem}
     quality = quality_frame(frame, metrics)
     points = compute_points(frame, metrics)
-    # the figures need no statistics: drawn alongside them (reports.background)
-    drawing = Background(lambda: _figures(rows_by_dir, frame, quality, points, metrics, out_dir), "drawing the figures")
+    # the flat files and the figures need no statistics: made alongside them (reports.background)
+    drawing = Alongside(_tasks_alongside(rows_by_dir, frame, runs[0], quality, points, metrics, out_dir),
+                        "writing the flat files and drawing the figures")
     try:
+        frame.to_parquet(out_dir / "results.parquet", index=False)
         store = ScoreStore(out_dir / CACHE_DIR,
                            read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs if isinstance(d, Path)])
-        cells = build_cells(frame, metrics, store)
+        with drawing.leaving_a_core():
+            cells = build_cells(frame, metrics, store)
         store.flush()
         sig = significance(frame, metrics, withheld=withheld, cells=cells)
         sections: list[Section] = []
@@ -153,7 +160,7 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     except BaseException:
         drawing.cancel()  # the figures of a failed build are not drawn
         raise
-    figures = drawing.result()
+    figures = [item for item in drawing.results() if isinstance(item, FigureItem)]
     by_file = {f.path.name: f for f in figures}
     quality_figs = [by_file[n] for n in (PLOT_FILE, BARS_FILE) if n in by_file]
     if quality_figs:
@@ -219,41 +226,45 @@ def _listing(frame: pd.DataFrame) -> Block:
                              "(also in results.csv / results.parquet).")
 
 
-def _figures(rows_by_dir, frame, quality, points, metrics, out_dir: Path) -> list[FigureItem]:
-    items = []
-    path = quality_plot(quality, out_dir / PLOT_FILE)
-    if path:
-        items.append(FigureItem(path, "Test quality vs. compression ratio",
-                                "One line per method, one panel per task; band: 95% t-interval "
-                                "over seeds (absent with one seed); dashed: the teacher."))
-    path = bars_plot(quality, out_dir / BARS_FILE)
-    if path:
-        items.append(FigureItem(path, "Test quality per method",
-                                "Bars: mean over seeds per compression ratio; whiskers: 95% "
-                                "t-interval; dashed: the teacher."))
-    path = compute_plot(points, out_dir / COMPUTE_FILE)
-    if path:
-        items.append(FigureItem(path, "Test quality vs. training compute",
-                                "Each point is a (method, ratio) seed mean of total training "
-                                "FLOPs and test quality; lines join a method's ratios; "
-                                "whiskers: 95% t-interval over seeds; star: the teacher (its "
-                                "own training)."))
-    path = pareto_plot(latency_points(quality), out_dir / PARETO_FILE)
-    if path:
-        items.append(FigureItem(path, "Test quality vs. latency",
-                                "Each point is a (method, ratio) seed mean; colour: method, "
-                                "marker: ratio, star: teacher; dotted: the Pareto front."))
-    path = curves_plot(curves_frame(rows_by_dir, frame), out_dir / CURVES_FILE, metrics)
-    if path:
-        items.append(FigureItem(path, "Learning curves",
-                                "Dev metrics logged during training, mean over seeds; the "
-                                "teacher's own training (dashed) in a panel of its own."))
-    path = ablation_plot(quality, out_dir / ABLATION_FILE)
-    if path:
-        items.append(FigureItem(path, "Pseudo-target ablation",
-                                "seq_kd (1 beam PT), seq_kd_multi (4 beam PTs), sampling_pts "
-                                "(8 sampled PTs); whiskers: 95% t-interval over seeds."))
-    return items
+def _tasks_alongside(rows_by_dir, frame, run: RunMeta, quality, points, metrics, out_dir: Path
+                     ) -> list[Callable[[], FigureItem | None]]:
+    """What needs no statistics: the flat files of every row (results.csv, summary.csv,
+    results.json; results.parquet is written by `collect`, in the process that owns Arrow's
+    thread pools) and each figure (None when it has nothing to show)."""
+
+    def flat_files() -> None:
+        frame.to_csv(out_dir / "results.csv", index=False)
+        seed_summary(frame).to_csv(out_dir / "summary.csv", index=False)
+        write_results_json(frame, out_dir / "results.json", run)  # lm-evaluation-harness shape
+
+    def figure(draw: Callable[[], Path | None], title: str, caption: str) -> Callable[[], FigureItem | None]:
+        def task() -> FigureItem | None:
+            path = draw()
+            return FigureItem(path, title, caption) if path else None
+        return task
+
+    # the longest first, so that what this process takes at the end is short
+    return [
+        figure(lambda: curves_plot(curves_frame(rows_by_dir, frame), out_dir / CURVES_FILE, metrics),
+               "Learning curves", "Dev metrics logged during training, mean over seeds; the teacher's own "
+               "training (dashed) in a panel of its own."),
+        figure(lambda: quality_plot(quality, out_dir / PLOT_FILE), "Test quality vs. compression ratio",
+               "One line per method, one panel per task; band: 95% t-interval over seeds (absent with one "
+               "seed); dashed: the teacher."),
+        flat_files,
+        figure(lambda: compute_plot(points, out_dir / COMPUTE_FILE), "Test quality vs. training compute",
+               "Each point is a (method, ratio) seed mean of total training FLOPs and test quality; lines "
+               "join a method's ratios; whiskers: 95% t-interval over seeds; star: the teacher (its own "
+               "training)."),
+        figure(lambda: pareto_plot(latency_points(quality), out_dir / PARETO_FILE), "Test quality vs. latency",
+               "Each point is a (method, ratio) seed mean; colour: method, marker: ratio, star: teacher; "
+               "dotted: the Pareto front."),
+        figure(lambda: bars_plot(quality, out_dir / BARS_FILE), "Test quality per method",
+               "Bars: mean over seeds per compression ratio; whiskers: 95% t-interval; dashed: the teacher."),
+        figure(lambda: ablation_plot(quality, out_dir / ABLATION_FILE), "Pseudo-target ablation",
+               "seq_kd (1 beam PT), seq_kd_multi (4 beam PTs), sampling_pts (8 sampled PTs); whiskers: 95% "
+               "t-interval over seeds."),
+    ]
 
 
 def _findings_sections(runs: list[RunMeta], cells: Cells, withheld: dict[str, str]

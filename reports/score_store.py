@@ -48,17 +48,20 @@ class _Shelf:
     def __init__(self, dirs: list[Path]):
         self.dirs = dirs  # dirs[0] is written; the others (the runs' caches) are only read
         self.packs: list[tuple[dict[str, int], np.ndarray]] = [_open_pack(d) for d in dirs]
+        # listed once: a cold build of 10,000 rows would otherwise try to open 10,000 missing files
+        self.loose = [{p.stem for p in (d / "loose").glob("*.npy")} for d in dirs]
         self.new: dict[str, np.ndarray] = {}
 
     def get(self, key: str) -> np.ndarray | None:
         for index, pack in self.packs:
             if key in index:
                 return pack[index[key]]
-        for d in self.dirs:
-            try:
-                return np.load(d / "loose" / f"{key}.npy", allow_pickle=False)
-            except (OSError, ValueError):
-                continue
+        for d, names in zip(self.dirs, self.loose):
+            if key in names:
+                try:
+                    return np.load(d / "loose" / f"{key}.npy", allow_pickle=False)
+                except (OSError, ValueError):
+                    continue
         return None
 
     def put(self, key: str, stats: np.ndarray) -> None:

@@ -1,57 +1,174 @@
-"""`reports.background`: the figures of a report are drawn in a forked child while the parent
-computes the statistics. Its contract, on both paths (forked, and in order where a fork is
-unsafe): the work's value comes back, its exception is raised with its own type, and what the
-child wrote is on disk."""
+"""A report build shares its figures and flat files with one forked child (reports.background):
+every task runs exactly once, by one of the two processes, and results come back in order.
+
+The fork is only taken in a process that runs no other thread, and this test process has some
+(Ray, servers of other tests), so those cases run in a fresh interpreter."""
+from __future__ import annotations
+
+import json
 import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 
 import pytest
 
 import reports.background as background
+from reports.background import Alongside
 
+TASK = """
+import json, os, time
+from reports.background import Alongside
+
+def task(i, seconds=0.2):
+    def run():
+        time.sleep(seconds)
+        return i, os.getpid()
+    return run
+"""
+
+
+def _fresh(code: str) -> dict:
+    """Run `code` (after TASK) in a new single-threaded interpreter; it prints one JSON line."""
+    out = subprocess.run([sys.executable, "-c", TASK + textwrap.dedent(code)], capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_child_and_this_process_share_the_tasks_and_results_keep_their_order():
+    got = _fresh("""
+        results = Alongside([task(i) for i in range(8)], "sleeping").results()  # at once: both take tasks
+        print(json.dumps({"results": results, "me": os.getpid()}))
+    """)
+    assert [i for i, _ in got["results"]] == list(range(8))
+    pids = {pid for _, pid in got["results"]}
+    assert got["me"] in pids and len(pids) == 2
+
+
+def test_this_process_takes_nothing_the_child_already_did():
+    got = _fresh("""
+        alongside = Alongside([task(i, 0.01) for i in range(4)], "sleeping")
+        time.sleep(1.0)  # this process's own work, longer than all the tasks
+        print(json.dumps({"results": alongside.results(), "me": os.getpid()}))
+    """)
+    assert [i for i, _ in got["results"]] == list(range(4))
+    assert all(pid != got["me"] for _, pid in got["results"])  # the child did them
+
+
+def test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback():
+    got = _fresh("""
+        def broken():
+            raise ValueError("no such column")
+
+        alongside = Alongside([broken, task(1)], "drawing")
+        time.sleep(0.5)  # the child has claimed the first task by now
+        try:
+            alongside.results()
+            print(json.dumps({"raised": None}))
+        except ValueError as err:
+            print(json.dumps({"raised": str(err), "notes": getattr(err, "__notes__", [])}))
+    """)
+    assert got["raised"] == "no such column"
+    assert any("in a forked child" in note for note in got["notes"])
+
+
+def test_cancel_stops_the_child():
+    got = _fresh("""
+        alongside = Alongside([task(0, 30.0)], "sleeping")
+        start = time.perf_counter()
+        alongside.cancel()
+        print(json.dumps({"seconds": time.perf_counter() - start, "alive": alongside._proc.is_alive()}))
+    """)
+    assert got["seconds"] < 10 and not got["alive"]
+
+
+def test_with_another_thread_running_every_task_runs_here():
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        results = Alongside([lambda i=i: (i, os.getpid()) for i in range(3)], "listing").results()
+    finally:
+        stop.set()
+        other.join()
+    assert results == [(0, os.getpid()), (1, os.getpid()), (2, os.getpid())]
+
+
+def test_a_report_built_alongside_a_child_is_the_one_built_in_order(tmp_path):
+    """report_scale's tiny run, reported in a fresh interpreter (the fork taken), then again here
+    with another thread running (every task in this process): the same files, byte for byte
+    (results.json: but for its build date)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "benchmarks.report_scale", "--tiny", "--keep", str(run)],
+                         capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr
+    from reports import build_report
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        build_report([run], out_dir=tmp_path / "here")
+    finally:
+        stop.set()
+        other.join()
+    forked, here = run / "report", tmp_path / "here"
+    names = sorted(p.name for p in forked.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in here.iterdir() if p.is_file())
+    assert {"report.html", "results.csv", "summary.csv", "results.json", "quality_vs_ratio.png"} <= set(names)
+    for name in names:
+        if name == "results.json":
+            a, b = (json.loads((d / name).read_text()) for d in (forked, here))
+            a["date"] = b["date"] = None
+            assert a == b
+        else:
+            assert (forked / name).read_bytes() == (here / name).read_bytes(), name
+
+
+# The contract on both paths, the fork forced in this process too (its other threads are idle
+# here): values and files come back, an exception keeps its type, a cancelled child writes nothing.
 
 @pytest.fixture(params=["fork", "in order"])
 def path(request, monkeypatch):
-    # forced either way: the suite's process may hold other threads (a Ray session, a server)
     monkeypatch.setattr(background, "can_fork", lambda: request.param == "fork")
     return request.param
 
 
-def test_the_value_comes_back_and_files_written_are_there(path, tmp_path):
-    def work():
-        (tmp_path / "figure.png").write_bytes(b"png")
-        return [os.getpid(), {"caption": "ok"}]
+def test_values_come_back_and_files_written_are_there(path, tmp_path):
+    def work(i):
+        def run():
+            (tmp_path / f"figure{i}.png").write_bytes(b"png")
+            return {"caption": f"ok {i}"}
+        return run
 
-    job = background.Background(work, "drawing the figures")
-    pid, payload = job.result()
-    assert payload == {"caption": "ok"} and (tmp_path / "figure.png").read_bytes() == b"png"
-    assert (pid != os.getpid()) == (path == "fork")
-    assert job.result()[1] == payload  # a second call gives the same
+    results = Alongside([work(i) for i in range(3)], "drawing the figures").results()
+    assert results == [{"caption": "ok 0"}, {"caption": "ok 1"}, {"caption": "ok 2"}]
+    assert all((tmp_path / f"figure{i}.png").read_bytes() == b"png" for i in range(3))
 
 
-def test_the_works_exception_is_raised_with_its_type(path):
+def test_a_tasks_exception_is_raised_with_its_type(path):
     def work():
         raise KeyError("quality_vs_ratio")
 
-    job = background.Background(work, "drawing the figures")
-    with pytest.raises(KeyError, match="quality_vs_ratio") as err:
-        job.result()
-    if path == "fork":
-        assert "raised while drawing the figures, in a forked child" in "\n".join(err.value.__notes__)
+    with pytest.raises(KeyError, match="quality_vs_ratio"):
+        Alongside([work], "drawing the figures").results()
 
 
 def test_a_cancelled_child_writes_nothing(monkeypatch, tmp_path):
-    """A build whose statistics failed stops its figure child: no files appear after it."""
-    import time
-
+    """A build whose statistics failed stops its child: no files appear after it."""
     monkeypatch.setattr(background, "can_fork", lambda: True)
 
     def work():
         time.sleep(1)
         (tmp_path / "late.png").write_bytes(b"png")
 
-    job = background.Background(work, "drawing the figures")
+    job = Alongside([work], "drawing the figures")
     job.cancel()
     time.sleep(1.5)
     assert not (tmp_path / "late.png").exists()
     with pytest.raises(RuntimeError, match="cancelled"):
-        job.result()
+        job.results()

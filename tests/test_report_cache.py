@@ -73,3 +73,34 @@ def test_a_report_on_an_object_store_reuses_its_uploaded_cache(tmp_path, s3_buck
         build_report([remote.uri])
     assert [s.computed for s in stores] == [12, 0]
     assert remote.join("report", CACHE_DIR.as_posix()).exists() and remote.join("report", "report.html").exists()
+
+
+def test_statistics_stored_with_the_outputs_are_read_not_recomputed(tmp_path):
+    """A trial stores each metric's per-example statistics beside its outputs (one .npy per
+    metric and signature); a cold report reads them and scores nothing itself, and they are
+    the statistics it would have computed."""
+    from bench.example_stats import example_stats, references_digest, signature
+    from bench.results import load_example_stats, read_rows, write_example_stats, write_outputs
+
+    run = write_rich_run(tmp_path / "run", tasks=("d2t",), methods=("ft", "seq_kd"), fail=False)
+    references = json.loads((run / "references" / "d2t.json").read_text())
+    rows = read_rows(run, profiles=False)
+    for row in rows:  # as a trial stores them (write_outputs, under the row's own outputs file)
+        if row.get("outputs_file"):
+            hyps = json.loads((run / row["outputs_file"]).read_text())["hypotheses"]
+            write_example_stats(run, row["outputs_file"], row["trial_key"], *example_stats(hyps, references))
+    rel = write_outputs(tmp_path / "other", "k", ["a b"] * len(references), references)
+    assert len(list((tmp_path / "other").glob(rel.removesuffix(".json") + ".stats.*.npy"))) == 5
+    stored = sorted(p.name for p in (run / "outputs").glob("d2t_student_ft_r2_s0.stats.*.npy"))
+    assert [name.split(".")[2] for name in stored] == ["bleu", "chrf", "rouge1", "rouge2", "rougeL"]
+    row = next(r for r in rows if r.get("outputs_file", "").endswith("d2t_student_ft_r2_s0.json"))
+    hyps = json.loads((run / row["outputs_file"]).read_text())["hypotheses"]
+    expected, _ = example_stats(hyps, references)
+    digest = references_digest(references)
+    assert np.array_equal(load_example_stats(run, row, "bleu", signature("bleu"), digest), expected["bleu"])
+    # other references or another signature: not these statistics
+    assert load_example_stats(run, row, "bleu", signature("bleu"), "another-digest") is None
+    assert load_example_stats(run, row, "bleu", signature("bleu", "none"), digest) is None
+    store = ScoreStore(tmp_path / "cache")
+    _cells(run, store)
+    assert store.computed == 0
