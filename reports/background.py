@@ -35,18 +35,22 @@ def can_fork() -> bool:
 
 
 class Alongside(Generic[T]):
-    """`tasks` started now in a forked child (`what` names them in errors); `results()` returns
-    every task's value in order, or raises the first exception (with the child's traceback as
-    a note when it was raised there)."""
+    """`tasks` shared with a forked child, which starts on them now (`what` names them in
+    errors; without a fork they all run in `results()`). `results()` returns every task's value
+    in order, or raises the exception that stopped them (with the child's traceback as a note
+    when it was raised there); later calls give the same."""
 
     def __init__(self, tasks: Sequence[Callable[[], T]], what: str):
         self.tasks, self.what = list(tasks), what
         self._proc = None
-        self._cancelled = False
+        self._outcome: tuple[str, Any] | None = None
         if not can_fork():
             return
         ctx = multiprocessing.get_context("fork")
-        self._next = ctx.Value("i", 0)  # the index of the next task nobody has claimed
+        try:
+            self._next = ctx.Value("i", 0)  # the index of the next task nobody has claimed
+        except OSError:  # no POSIX semaphores here (e.g. no writable /dev/shm): every task in results()
+            return
         self._recv, send = ctx.Pipe(duplex=False)
 
         def child() -> None:
@@ -68,13 +72,19 @@ class Alongside(Generic[T]):
 
     @contextlib.contextmanager
     def leaving_a_core(self) -> Iterator[None]:
-        """This process's BLAS threads limited to one core fewer than it may use, while a child runs."""
+        """While a child runs, this process's BLAS threads at most one fewer than its cores
+        (never more threads than they had)."""
         if self._proc is None:
             yield
             return
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
 
-        with threadpool_limits(limits=max(1, len(os.sched_getaffinity(0)) - 1), user_api="blas"):
+        have = max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
+        limit = max(1, len(os.sched_getaffinity(0)) - 1)
+        if limit >= have:
+            yield
+            return
+        with threadpool_limits(limits=limit, user_api="blas"):
             yield
 
     def _claim(self) -> int | None:
@@ -87,37 +97,45 @@ class Alongside(Generic[T]):
 
     def cancel(self) -> None:
         """Stop the child, if one still runs (the results are no longer wanted)."""
-        self._cancelled = True
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.terminate()
-        self._close()
+        if self._outcome is None:
+            self._outcome = ("error", RuntimeError(f"{self.what}: cancelled"))
+        self._stop()
 
     def results(self) -> list[T]:
-        if self._cancelled:
-            raise RuntimeError(f"{self.what}: cancelled")
+        if self._outcome is None:
+            try:
+                self._outcome = ("ok", self._run())
+            except Exception as err:
+                self._outcome = ("error", err)
+        status, value = self._outcome
+        if status == "error":
+            raise value
+        return value
+
+    def _run(self) -> list[T]:
         if self._proc is None:
             return [task() for task in self.tasks]
         mine = {}
         try:
-            while (i := self._claim()) is not None:
+            # this process's share, until the child has finished or failed
+            while not self._recv.poll() and (i := self._claim()) is not None:
                 mine[i] = self.tasks[i]()
-        except BaseException:
-            self.cancel()
-            raise
-        try:
-            status, value = self._recv.recv()
-        except EOFError:
-            self._proc.join()
-            status, value = "error", RuntimeError(f"{self.what}: the child process died (exit code "
-                                                  f"{self._proc.exitcode})")
+            try:
+                status, value = self._recv.recv()
+            except EOFError:
+                self._proc.join()
+                status, value = "error", RuntimeError(f"{self.what}: the child process died (exit code "
+                                                      f"{self._proc.exitcode})")
         finally:
-            self._close()
+            self._stop()  # after an error here (or Ctrl-C), the child's work is not wanted either
         if status == "error":
             raise value
         done = {**value, **mine}
         return [done[i] for i in range(len(self.tasks))]
 
-    def _close(self) -> None:
+    def _stop(self) -> None:
         if self._proc is not None:
+            if self._proc.is_alive():
+                self._proc.terminate()
             self._recv.close()
             self._proc.join()

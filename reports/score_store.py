@@ -75,6 +75,7 @@ class _Shelf:
         if len(loose) + len(self.new) < REPACK_AFTER:
             for key, stats in self.new.items():
                 _save(loose_dir / f"{key}.npy", stats)
+            self.loose[0] |= set(self.new)
             self.new = {}
             return
         index, pack = self.packs[0]
@@ -110,6 +111,7 @@ class _Shelf:
         for old in target.glob("pack-*"):
             if token not in old.name:
                 old.unlink(missing_ok=True)
+        self.packs[0], self.loose[0] = _open_pack(target), set()  # what get() finds from now on
 
 
 def _open_pack(d: Path) -> tuple[dict[str, int], np.ndarray]:

@@ -51,7 +51,8 @@ def test_the_child_and_this_process_share_the_tasks_and_results_keep_their_order
 def test_this_process_takes_nothing_the_child_already_did():
     got = _fresh("""
         alongside = Alongside([task(i, 0.01) for i in range(4)], "sleeping")
-        time.sleep(1.0)  # this process's own work, longer than all the tasks
+        while not alongside._recv.poll(30):  # this process's own work, until the child is done
+            pass
         print(json.dumps({"results": alongside.results(), "me": os.getpid()}))
     """)
     assert [i for i, _ in got["results"]] == list(range(4))
@@ -64,7 +65,7 @@ def test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback():
             raise ValueError("no such column")
 
         alongside = Alongside([broken, task(1)], "drawing")
-        time.sleep(0.5)  # the child has claimed the first task by now
+        alongside._recv.poll(30)  # the child claimed the first task and reported its error
         try:
             alongside.results()
             print(json.dumps({"raised": None}))
@@ -73,6 +74,55 @@ def test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback():
     """)
     assert got["raised"] == "no such column"
     assert any("in a forked child" in note for note in got["notes"])
+
+
+def test_results_twice_give_the_same_and_run_nothing_again():
+    got = _fresh("""
+        calls = []
+        def counted(i):
+            def run():
+                calls.append(i)  # this process's list: the child's appends stay in the child
+                return i
+            return run
+        alongside = Alongside([counted(i) for i in range(6)], "counting")
+        first = alongside.results()
+        mine = len(calls)
+        print(json.dumps({"first": first, "second": alongside.results(), "again": len(calls) - mine}))
+    """)
+    assert got["first"] == got["second"] == list(range(6)) and got["again"] == 0
+
+
+def test_a_task_failing_here_stops_the_child():
+    got = _fresh("""
+        def broken():
+            raise KeyError("pareto")
+        alongside = Alongside([task(0, 30.0), broken], "drawing")
+        time.sleep(0.5)  # the child is in its 30-s task: this process takes the second
+        start = time.perf_counter()
+        try:
+            alongside.results()
+        except KeyError as err:
+            print(json.dumps({"raised": str(err), "seconds": time.perf_counter() - start,
+                              "alive": alongside._proc.is_alive()}))
+    """)
+    assert got["raised"] == "'pareto'" and got["seconds"] < 10 and not got["alive"]
+
+
+def test_blas_threads_are_never_raised():
+    got = _fresh("""
+        import os
+        from threadpoolctl import threadpool_info
+        def blas():
+            return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        before = blas()
+        alongside = Alongside([task(0, 0.5)], "sleeping")
+        with alongside.leaving_a_core():
+            inside = blas()
+        alongside.results()
+        print(json.dumps({"before": before, "inside": inside, "after": blas(),
+                          "cores": len(os.sched_getaffinity(0))}))
+    """)
+    assert got["inside"] == min(got["before"], max(1, got["cores"] - 1)) and got["after"] == got["before"]
 
 
 def test_cancel_stops_the_child():
@@ -103,9 +153,11 @@ def test_a_report_built_alongside_a_child_is_the_one_built_in_order(tmp_path):
     (results.json: but for its build date)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     run = tmp_path / "run"
-    out = subprocess.run([sys.executable, "-m", "benchmarks.report_scale", "--tiny", "--keep", str(run)],
-                         capture_output=True, text=True, timeout=300, cwd=root)
+    code = (f"from benchmarks import report_scale; import reports.background as b; "
+            f"report_scale.main(['--tiny', '--keep', {str(run)!r}]); print('forked:', b.can_fork())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("forked: True")  # the child was taken there
     from reports import build_report
 
     stop = threading.Event()
