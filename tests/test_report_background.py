@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -30,108 +29,66 @@ def task(i, seconds=0.2):
 """
 
 
-def _fresh(code: str) -> dict:
-    """Run `code` (after TASK) in a new single-threaded interpreter; it prints one JSON line."""
-    out = subprocess.run([sys.executable, "-c", TASK + textwrap.dedent(code)], capture_output=True, text=True,
-                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER = """
+import contextlib, io, json, sys, textwrap
+results = {}
+for name, code in json.loads(sys.argv[1]).items():
+    scope = {}
+    exec(TASK, scope)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(textwrap.dedent(code), scope)
+    results[name] = json.loads(printed.getvalue().strip().splitlines()[-1])
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh() -> dict:
+    """Every scenario below, one after another, in one new single-threaded interpreter."""
+    code = f"TASK = {TASK!r}\n" + RUNNER
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(SCENARIOS)], capture_output=True, text=True,
+                         timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_child_and_this_process_share_the_tasks_and_results_keep_their_order():
-    got = _fresh("""
-        results = Alongside([task(i) for i in range(8)], "sleeping").results()  # at once: both take tasks
-        print(json.dumps({"results": results, "me": os.getpid()}))
-    """)
+def test_the_child_and_this_process_share_the_tasks_and_results_keep_their_order(fresh):
+    got = fresh["test_the_child_and_this_process_share_the_tasks_and_results_keep_their_order"]
     assert [i for i, _ in got["results"]] == list(range(8))
     pids = {pid for _, pid in got["results"]}
     assert got["me"] in pids and len(pids) == 2
 
 
-def test_this_process_takes_nothing_the_child_already_did():
-    got = _fresh("""
-        alongside = Alongside([task(i, 0.01) for i in range(4)], "sleeping")
-        while not alongside._recv.poll(30):  # this process's own work, until the child is done
-            pass
-        print(json.dumps({"results": alongside.results(), "me": os.getpid()}))
-    """)
+def test_this_process_takes_nothing_the_child_already_did(fresh):
+    got = fresh["test_this_process_takes_nothing_the_child_already_did"]
     assert [i for i, _ in got["results"]] == list(range(4))
     assert all(pid != got["me"] for _, pid in got["results"])  # the child did them
 
 
-def test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback():
-    got = _fresh("""
-        def broken():
-            raise ValueError("no such column")
-
-        alongside = Alongside([broken, task(1)], "drawing")
-        alongside._recv.poll(30)  # the child claimed the first task and reported its error
-        try:
-            alongside.results()
-            print(json.dumps({"raised": None}))
-        except ValueError as err:
-            print(json.dumps({"raised": str(err), "notes": getattr(err, "__notes__", [])}))
-    """)
+def test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback(fresh):
+    got = fresh["test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback"]
     assert got["raised"] == "no such column"
     assert any("in a forked child" in note for note in got["notes"])
 
 
-def test_results_twice_give_the_same_and_run_nothing_again():
-    got = _fresh("""
-        calls = []
-        def counted(i):
-            def run():
-                calls.append(i)  # this process's list: the child's appends stay in the child
-                return i
-            return run
-        alongside = Alongside([counted(i) for i in range(6)], "counting")
-        first = alongside.results()
-        mine = len(calls)
-        print(json.dumps({"first": first, "second": alongside.results(), "again": len(calls) - mine}))
-    """)
+def test_results_twice_give_the_same_and_run_nothing_again(fresh):
+    got = fresh["test_results_twice_give_the_same_and_run_nothing_again"]
     assert got["first"] == got["second"] == list(range(6)) and got["again"] == 0
 
 
-def test_a_task_failing_here_stops_the_child():
-    got = _fresh("""
-        def broken():
-            raise KeyError("pareto")
-        alongside = Alongside([task(0, 30.0), broken], "drawing")
-        time.sleep(0.5)  # the child is in its 30-s task: this process takes the second
-        start = time.perf_counter()
-        try:
-            alongside.results()
-        except KeyError as err:
-            print(json.dumps({"raised": str(err), "seconds": time.perf_counter() - start,
-                              "alive": alongside._proc.is_alive()}))
-    """)
+def test_a_task_failing_here_stops_the_child(fresh):
+    got = fresh["test_a_task_failing_here_stops_the_child"]
     assert got["raised"] == "'pareto'" and got["seconds"] < 10 and not got["alive"]
 
 
-def test_blas_threads_are_never_raised():
-    got = _fresh("""
-        import os
-        from threadpoolctl import threadpool_info
-        def blas():
-            return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
-        before = blas()
-        alongside = Alongside([task(0, 0.5)], "sleeping")
-        with alongside.leaving_a_core():
-            inside = blas()
-        alongside.results()
-        print(json.dumps({"before": before, "inside": inside, "after": blas(),
-                          "cores": len(os.sched_getaffinity(0))}))
-    """)
+def test_blas_threads_are_never_raised(fresh):
+    got = fresh["test_blas_threads_are_never_raised"]
     assert got["inside"] == min(got["before"], max(1, got["cores"] - 1)) and got["after"] == got["before"]
 
 
-def test_cancel_stops_the_child():
-    got = _fresh("""
-        alongside = Alongside([task(0, 30.0)], "sleeping")
-        start = time.perf_counter()
-        alongside.cancel()
-        print(json.dumps({"seconds": time.perf_counter() - start, "alive": alongside._proc.is_alive()}))
-    """)
+def test_cancel_stops_the_child(fresh):
+    got = fresh["test_cancel_stops_the_child"]
     assert got["seconds"] < 10 and not got["alive"]
 
 
@@ -148,13 +105,14 @@ def test_with_another_thread_running_every_task_runs_here():
 
 
 def test_a_report_built_alongside_a_child_is_the_one_built_in_order(tmp_path):
-    """report_scale's tiny run, reported in a fresh interpreter (the fork taken), then again here
+    """report_scale's tiny run (60 rows), reported in a fresh interpreter (the fork taken), then again here
     with another thread running (every task in this process): the same files, byte for byte
     (results.json: but for its build date)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     run = tmp_path / "run"
-    code = (f"from benchmarks import report_scale; import reports.background as b; "
-            f"report_scale.main(['--tiny', '--keep', {str(run)!r}]); print('forked:', b.can_fork())")
+    code = (f"from pathlib import Path; from benchmarks import report_scale; from reports import build_report; "
+            f"import reports.background as b; report_scale.make_run(Path({str(run)!r}), 60, 20); "
+            f"build_report([Path({str(run)!r})]); print('forked:', b.can_fork())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("forked: True")  # the child was taken there
@@ -224,3 +182,72 @@ def test_a_cancelled_child_writes_nothing(monkeypatch, tmp_path):
     assert not (tmp_path / "late.png").exists()
     with pytest.raises(RuntimeError, match="cancelled"):
         job.results()
+
+
+SCENARIOS = {  # test name -> code run in the fresh interpreter (after TASK); it prints one JSON line
+    "test_the_child_and_this_process_share_the_tasks_and_results_keep_their_order": """
+        results = Alongside([task(i) for i in range(8)], "sleeping").results()  # at once: both take tasks
+        print(json.dumps({"results": results, "me": os.getpid()}))
+    """,
+    "test_this_process_takes_nothing_the_child_already_did": """
+        alongside = Alongside([task(i, 0.01) for i in range(4)], "sleeping")
+        while not alongside._recv.poll(30):  # this process's own work, until the child is done
+            pass
+        print(json.dumps({"results": alongside.results(), "me": os.getpid()}))
+    """,
+    "test_a_task_that_fails_in_the_child_raises_here_with_the_childs_traceback": """
+        def broken():
+            raise ValueError("no such column")
+
+        alongside = Alongside([broken, task(1)], "drawing")
+        alongside._recv.poll(30)  # the child claimed the first task and reported its error
+        try:
+            alongside.results()
+            print(json.dumps({"raised": None}))
+        except ValueError as err:
+            print(json.dumps({"raised": str(err), "notes": getattr(err, "__notes__", [])}))
+    """,
+    "test_results_twice_give_the_same_and_run_nothing_again": """
+        calls = []
+        def counted(i):
+            def run():
+                calls.append(i)  # this process's list: the child's appends stay in the child
+                return i
+            return run
+        alongside = Alongside([counted(i) for i in range(6)], "counting")
+        first = alongside.results()
+        mine = len(calls)
+        print(json.dumps({"first": first, "second": alongside.results(), "again": len(calls) - mine}))
+    """,
+    "test_a_task_failing_here_stops_the_child": """
+        def broken():
+            raise KeyError("pareto")
+        alongside = Alongside([task(0, 30.0), broken], "drawing")
+        time.sleep(0.5)  # the child is in its 30-s task: this process takes the second
+        start = time.perf_counter()
+        try:
+            alongside.results()
+        except KeyError as err:
+            print(json.dumps({"raised": str(err), "seconds": time.perf_counter() - start,
+                              "alive": alongside._proc.is_alive()}))
+    """,
+    "test_blas_threads_are_never_raised": """
+        import os
+        from threadpoolctl import threadpool_info
+        def blas():
+            return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        before = blas()
+        alongside = Alongside([task(0, 0.5)], "sleeping")
+        with alongside.leaving_a_core():
+            inside = blas()
+        alongside.results()
+        print(json.dumps({"before": before, "inside": inside, "after": blas(),
+                          "cores": len(os.sched_getaffinity(0))}))
+    """,
+    "test_cancel_stops_the_child": """
+        alongside = Alongside([task(0, 30.0)], "sleeping")
+        start = time.perf_counter()
+        alongside.cancel()
+        print(json.dumps({"seconds": time.perf_counter() - start, "alive": alongside._proc.is_alive()}))
+    """,
+}
