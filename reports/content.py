@@ -7,7 +7,6 @@ says why in a paragraph, so no section of the page is ever empty.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.results import read_rows
+from bench.storage import Location
 from reports.ablation import (
     ABLATION_FILE,
     ablation_display,
@@ -141,7 +141,7 @@ def collect(run_dirs: list[Path], out_dir: Path) -> ReportContent:
     drawing = Alongside(_tasks_alongside(rows_by_dir, frame, runs[0], quality, points, metrics, out_dir),
                         "writing the flat files and drawing the figures")
     try:
-        _replace(out_dir / "results.parquet", lambda tmp: frame.to_parquet(tmp, index=False))
+        Location.of(out_dir / "results.parquet").write_bytes(frame.to_parquet(index=False))
         store = ScoreStore(out_dir / CACHE_DIR,
                            read_dirs=[Path(d) / REPORT_DIR / CACHE_DIR for d in run_dirs if isinstance(d, Path)])
         with drawing.leaving_a_core():
@@ -227,14 +227,6 @@ def _listing(frame: pd.DataFrame) -> Block:
                              "(also in results.csv / results.parquet).")
 
 
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """`write` a file under a temporary name, then put it in place: a build that fails (or a
-    child stopped mid-write) never leaves a truncated file, only the last complete one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _tasks_alongside(rows_by_dir, frame, run: RunMeta, quality, points, metrics, out_dir: Path
                      ) -> list[Callable[[], FigureItem | None]]:
     """What needs no statistics: the flat files of every row (results.csv, summary.csv,
@@ -242,9 +234,10 @@ def _tasks_alongside(rows_by_dir, frame, run: RunMeta, quality, points, metrics,
     thread pools) and each figure (None when it has nothing to show)."""
 
     def flat_files() -> None:
-        _replace(out_dir / "results.csv", lambda tmp: frame.to_csv(tmp, index=False))
-        _replace(out_dir / "summary.csv", lambda tmp: seed_summary(frame).to_csv(tmp, index=False))
-        write_results_json(frame, out_dir / "results.json", run)  # lm-evaluation-harness shape (written whole)
+        # each written whole (Location), so a failed build or a stopped child leaves no half file
+        Location.of(out_dir / "results.csv").write_text(frame.to_csv(index=False))
+        Location.of(out_dir / "summary.csv").write_text(seed_summary(frame).to_csv(index=False))
+        write_results_json(frame, out_dir / "results.json", run)  # lm-evaluation-harness shape
 
     def figure(draw: Callable[[], Path | None], title: str, caption: str) -> Callable[[], FigureItem | None]:
         def task() -> FigureItem | None:
