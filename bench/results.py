@@ -29,12 +29,16 @@ Row schema (documented in README, read by `reports/`):
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import io
 import json
 import re
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bench.storage import Location
 
@@ -77,9 +81,9 @@ def _stored_rows(run_dir: RunDir) -> list[dict[str, Any]]:
 
     legacy = loc.join(LEGACY_RESULTS_FILE)
     try:
-        for line in io.StringIO(legacy.read_text()):
+        for line in legacy.read_bytes().splitlines():
             try:
-                keep(json.loads(line))
+                keep(_parse(line))
             except ValueError:
                 continue  # a torn write of an older kdbench
     except FileNotFoundError:
@@ -89,10 +93,19 @@ def _stored_rows(run_dir: RunDir) -> list[dict[str, Any]]:
     for data in loc.read_many(files):
         if data is not None:
             try:
-                keep(json.loads(data))
+                keep(_parse(data))
             except ValueError:
                 continue
     return list(by_key.values())
+
+
+def _parse(data: bytes | str) -> Any:
+    """A stored row: orjson (3× faster on 10,000 rows) where it can, else the json module, which
+    also reads what orjson refuses and Python's json writes (NaN, Infinity, huge integers)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def finished_row(run_dir: RunDir, trial_key: str) -> dict[str, Any] | None:
@@ -174,13 +187,43 @@ def load_example_stats(run_dir: RunDir, row: dict[str, Any], metric: str, signat
     signature against these references (else None: the caller computes them)."""
     if not row.get("outputs_file"):
         return None
-    import numpy as np
-
     loc = _stats_file(run_dir, str(row["outputs_file"]), metric, signature, references_digest)
     try:  # missing (other references, or a run older than these files) or unreadable: None
-        return np.load(str(loc.local_path) if loc.is_local else io.BytesIO(loc.read_bytes()), allow_pickle=False)
+        return read_npy(loc.local_path.read_bytes() if loc.is_local else loc.read_bytes())
     except (OSError, ValueError):
         return None
+
+
+def read_npy(data: bytes):
+    """The array of a .npy file's bytes, as `np.load(..., allow_pickle=False)` reads it, with
+    each distinct header parsed once (numpy parses every header with `ast.literal_eval`: a
+    third of the time of a cold report's 10,000 reads, whose headers are all alike)."""
+    import numpy as np
+
+    if data[:6] != b"\x93NUMPY" or data[6:7] != b"\x01" or len(data) < 10:  # other versions: numpy
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    end = 10 + int.from_bytes(data[8:10], "little")
+    dtype, shape, fortran = _npy_header(data[10:end])
+    count = 1
+    for n in shape:
+        count *= n
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=end)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_header(header: bytes):
+    import numpy as np
+
+    try:
+        fields = ast.literal_eval(header.decode("latin1"))
+        dtype = np.dtype(fields["descr"])
+        shape, fortran = tuple(int(n) for n in fields["shape"]), bool(fields["fortran_order"])
+    except (SyntaxError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"not a .npy header: {header[:80]!r}") from err
+    if dtype.hasobject:
+        raise ValueError("a .npy of Python objects (pickles are not read)")
+    return dtype, shape, fortran
 
 
 def write_references(run_dir: RunDir, task: str, references: list[list[str]]) -> str:

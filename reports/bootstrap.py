@@ -97,9 +97,11 @@ def score_seeds(metric: str, stats: Sequence[np.ndarray], counts: np.ndarray
         size, _, k = part.shape
         observed[start:start + size] = corpus_scores(metric, part.sum(axis=1, dtype="float64"),
                                                      n)
-        flat = part.transpose(1, 0, 2).reshape(n, -1).astype(dtype)
-        sums = (weights @ flat).reshape(n_resamples, size, k)
-        resampled[start:start + size] = corpus_scores(metric, sums, n).T
+        # statistic-major (k, seeds, resamples): each statistic's sums come out contiguous,
+        # as the corpus scores read them (a view with the statistics last, no copy)
+        flat = part.transpose(2, 0, 1).reshape(k * size, n).astype(dtype)
+        sums = (flat @ weights.T).reshape(k, size, n_resamples)
+        resampled[start:start + size] = corpus_scores(metric, np.moveaxis(sums, 0, -1), n)
     return observed, resampled
 
 
@@ -159,8 +161,8 @@ def compare(a: SystemScores, b: SystemScores, seed: int = BOOTSTRAP_SEED) -> Pai
     n_samples = a.resampled.shape[1]
     w_a, w_b = seed_weights(a.seeds, b.seeds, n_samples, seed)
     repeat = w_a.shape[0] // n_samples  # each example draw is used with `repeat` seed draws
-    score_a = (w_a * np.tile(a.resampled, repeat).T).sum(axis=1)
-    score_b = (w_b * np.tile(b.resampled, repeat).T).sum(axis=1)
+    score_a = np.einsum("kre,er->kr", w_a.reshape(repeat, n_samples, -1), a.resampled).ravel()
+    score_b = np.einsum("kre,er->kr", w_b.reshape(repeat, n_samples, -1), b.resampled).ravel()
     diffs = score_a - score_b
     # Identical outputs give identical scores, but a matrix product may sum two equal columns
     # in different orders: differences at float-noise level are no evidence of either sign.

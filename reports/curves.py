@@ -107,8 +107,7 @@ def curves_plot(curves: pd.DataFrame, path: Path | str,
     colors = palette(means.loc[means["role"] != TEACHER, "label"])
     ncols = min(len(combos), MAX_COLUMNS)
     rows_per_metric = math.ceil(len(combos) / ncols)
-    fig = Figure(figsize=(4.8 * ncols + 2.4, 3.6 * rows_per_metric * len(plotted) + 0.8),
-                 layout="constrained")
+    fig = Figure(figsize=(4.8 * ncols + 2.4, 3.6 * rows_per_metric * len(plotted) + 0.8))
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows_per_metric * len(plotted), ncols, squeeze=False)
     for m, metric in enumerate(plotted):

@@ -120,9 +120,14 @@ def git_hash() -> str | None:
 
 # --- rows → systems ------------------------------------------------------------------------
 
+ROW_FIELDS = ["status", "trial_key", "run_id", "config_hash", "system_hash", "role", "task",
+              "method", "ratio", "seed", "student_init", "headline"]  # what is read of a row
+
+
 def _ok_rows(frame_or_rows: Any) -> list[dict[str, Any]]:
-    if hasattr(frame_or_rows, "to_dict"):  # the report's tidy DataFrame
-        frame_or_rows = frame_or_rows.to_dict("records")
+    if hasattr(frame_or_rows, "to_dict"):  # the report's tidy DataFrame: its ok rows, the columns read
+        frame = frame_or_rows[frame_or_rows["status"] == "ok"]
+        frame_or_rows = frame[[c for c in ROW_FIELDS + METRICS if c in frame.columns]].to_dict("records")
     rows = [dict(r) for r in frame_or_rows if r.get("status") == "ok"]
     seen, unique = set(), []
     for row in rows:  # one trial once, even when a run was merged twice

@@ -103,9 +103,7 @@ def _figure(fig: FigureItem) -> str:
 
 def _table(table: DisplayTable) -> str:
     data = table.data.reset_index() if table.index else table.data
-    bold = None
-    if table.bold is not None:
-        bold = table.bold.reset_index(drop=True)
+    bold = table.bold.to_numpy() if table.bold is not None else None
     css = f' class="{escape(table.css)}"' if table.css else ""
     head = "".join(f"<th>{escape(str(c))}</th>" for c in data.columns)
     body = []
@@ -113,8 +111,7 @@ def _table(table: DisplayTable) -> str:
     for i, row in enumerate(data.itertuples(index=False)):
         cells = []
         for j, value in enumerate(row):
-            best = (bold is not None and j >= offset
-                    and bool(bold.iat[i, j - offset]))
+            best = bold is not None and j >= offset and bool(bold[i, j - offset])
             classes = (["best"] if best else []) + (["text"] if _is_text(value) else [])
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{cls}>{escape(str(value))}</td>")

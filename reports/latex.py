@@ -23,17 +23,13 @@ SYMBOLS = {
 }
 
 
+_ESCAPES = str.maketrans({**SYMBOLS, **LATEX_SPECIALS})
+
+
 def escape_latex(text: object) -> str:
-    """Plain text → LaTeX source that typesets as the same text."""
-    out = []
-    for ch in str(text):
-        if ch in LATEX_SPECIALS:
-            out.append(LATEX_SPECIALS[ch])
-        elif ch in SYMBOLS:
-            out.append(SYMBOLS[ch])
-        else:
-            out.append(ch)  # other non-ASCII passes through (LaTeX reads UTF-8 since 2018)
-    return "".join(out)
+    """Plain text → LaTeX source that typesets as the same text (other non-ASCII passes
+    through: LaTeX reads UTF-8 since 2018)."""
+    return str(text).translate(_ESCAPES)
 
 
 def latex_table(table: DisplayTable, label: str) -> str:
@@ -44,12 +40,12 @@ def latex_table(table: DisplayTable, label: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
              rf"\begin{{tabular}}{{{align}}}", r"\toprule",
              " & ".join(escape_latex(c) for c in data.columns) + r" \\", r"\midrule"]
-    for i in range(len(data)):
+    bold = table.bold.to_numpy() if table.bold is not None else None
+    for i, values in enumerate(data.to_numpy(dtype=object)):
         cells = []
-        for j, value in enumerate(data.iloc[i]):
+        for j, value in enumerate(values):
             text = escape_latex(value)
-            if (table.bold is not None and j >= offset
-                    and bool(table.bold.iat[i, j - offset]) and value != "—"):
+            if bold is not None and j >= offset and bool(bold[i, j - offset]) and value != "—":
                 text = rf"\textbf{{{text}}}"
             cells.append(text)
         lines.append(" & ".join(cells) + r" \\")

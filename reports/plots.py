@@ -6,7 +6,9 @@ bars are the tables' 95% t-intervals over seeds (`stats.summarize`), not seaborn
 bootstrap, so a figure never disagrees with a table. Everything is drawn on an explicit Agg
 canvas, so it never needs a display nor touches pyplot's global state; the helpers here are
 shared by the other figure modules. Figures are drawn from seed summaries with plain
-matplotlib calls (not seaborn's per-group estimators), which keeps a 10,000-row grid fast.
+matplotlib calls (not seaborn's per-group estimators), and laid out by `lay_out` from a
+single measurement of their decorations rather than by constrained layout, which keeps a
+10,000-row grid fast.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.transforms import Bbox
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from reports.frame import BASELINE, REFERENCE_ROLES, TEACHER
@@ -29,7 +32,8 @@ PLOT_FILE = "quality_vs_ratio.png"
 BARS_FILE = "quality_by_method.png"
 X_LABEL = "compression ratio (teacher params / student params, log scale)"
 MAX_COLUMNS = 3
-DPI = 110
+DPI = 100
+PAD_INCHES = 0.1  # between a panel's decorations and its neighbour's, or the figure's edge
 
 
 def palette(labels: Sequence[str]) -> dict[str, tuple]:
@@ -40,10 +44,11 @@ def palette(labels: Sequence[str]) -> dict[str, tuple]:
 
 
 def figure_grid(n_panels: int, width: float = 5.0, height: float = 4.0):
-    """A constrained-layout figure with `n_panels` axes (wrapped at MAX_COLUMNS)."""
+    """A figure with `n_panels` axes (wrapped at MAX_COLUMNS), laid out by `save`; its width
+    has room for a figure legend on the right."""
     ncols = min(max(n_panels, 1), MAX_COLUMNS)
     nrows = math.ceil(max(n_panels, 1) / ncols)
-    fig = Figure(figsize=(width * ncols + 2.2, height * nrows + 0.7), layout="constrained")
+    fig = Figure(figsize=(width * ncols + 2.2, height * nrows + 0.7))
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
@@ -52,10 +57,96 @@ def figure_grid(n_panels: int, width: float = 5.0, height: float = 4.0):
 
 
 def save(fig: Figure, path: Path | str) -> Path:
+    """Lay the figure out (unless it has a layout engine of its own) and write it as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    if fig.get_layout_engine() is None:
+        lay_out(fig)
+    fig.savefig(path, dpi=DPI, format="png", pil_kwargs={"compress_level": 3})
     return path
+
+
+def lay_out(fig: Figure) -> None:
+    """Place a grid of panels so that nothing overlaps: margins and gaps from the measured
+    overhang of each visible panel's tick labels, axis labels and title, the figure texts
+    (the suptitle) at the top and the figure legends on the right (where every figure here
+    puts them). One measurement of the decorations, where constrained layout measures every
+    artist of every panel in each draw: a third of a large figure's drawing time. A centred
+    x label or title wider than its panel overhangs more as the panel narrows, so the panel
+    width is solved for with that growth (`_panel_width`)."""
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_subplotspec() is not None]
+    if not axes:
+        return
+    renderer = fig.canvas.get_renderer()
+    nrows, ncols = axes[0].get_subplotspec().get_gridspec().get_geometry()
+    left, right, centred = [0.0] * ncols, [0.0] * ncols, [0.0] * ncols
+    top, bottom = [0.0] * nrows, [0.0] * nrows
+    inch = fig.dpi
+    for ax in axes:
+        spec = ax.get_subplotspec()
+        row, col = spec.rowspan.start, spec.colspan.start
+        row_end, col_end = spec.rowspan.stop - 1, spec.colspan.stop - 1
+        box = ax.get_window_extent(renderer)
+        parts = [a.get_tightbbox(renderer) for a in (ax.xaxis, ax.yaxis) if a.get_visible()]
+        texts = [t for t in (ax.title, ax.xaxis.label) if t.get_visible() and t.get_text()]
+        widths = [t.get_window_extent(renderer).width / inch for t in texts]
+        if ax.title in texts:
+            parts.append(ax.title.get_window_extent(renderer))
+        deco = Bbox.union([box, *[b for b in parts if b is not None]])
+        left[col] = max(left[col], (box.x0 - deco.x0) / inch)
+        right[col_end] = max(right[col_end], (deco.x1 - box.x1) / inch)
+        centred[col] = max([centred[col], *widths]) if spec.colspan.stop - col == 1 else centred[col]
+        top[row] = max(top[row], (deco.y1 - box.y1) / inch)
+        bottom[row_end] = max(bottom[row_end], (box.y0 - deco.y0) / inch)
+    width, height = fig.get_size_inches()
+    legends = sum(legend.get_window_extent(renderer).width / inch + PAD_INCHES
+                  for legend in fig.legends)
+    titles = max((t.get_window_extent(renderer).height / inch + (1 - t.get_position()[1]) * height
+                  for t in fig.texts if t.get_text()), default=0.0)
+    sides = _panel_width(width - legends - 2 * PAD_INCHES, left, right, centred)
+    if sides is None:
+        fig.set_layout_engine("constrained")  # decorations wider than the figure: let matplotlib try
+        return
+    panel_w, left, right = sides
+    margins = {"left": left[0] + PAD_INCHES, "right": right[-1] + PAD_INCHES + legends,
+               "top": top[0] + PAD_INCHES + titles, "bottom": bottom[-1] + PAD_INCHES}
+    wgap = _gap(right, left)
+    hgap = _gap(bottom, top)
+    panel_h = (height - margins["top"] - margins["bottom"] - (nrows - 1) * hgap) / nrows
+    if panel_h < 1.0:
+        fig.set_layout_engine("constrained")
+        return
+    fig.subplots_adjust(left=margins["left"] / width, right=1 - margins["right"] / width,
+                        top=1 - margins["top"] / height, bottom=margins["bottom"] / height,
+                        wspace=wgap / panel_w, hspace=hgap / panel_h)
+
+
+def _gap(before: list[float], after: list[float]) -> float:
+    """The one gap subplots_adjust allows between neighbours: the widest needed."""
+    return max((before[k] + after[k + 1] for k in range(len(before) - 1)), default=0.0) + 2 * PAD_INCHES
+
+
+def _panel_width(available: float, left: list[float], right: list[float], centred: list[float]
+                 ) -> tuple[float, list[float], list[float]] | None:
+    """The widest panel width (≥ 1 inch) whose row of panels, with their overhangs and gaps,
+    fits in `available` inches, and the overhangs at that width; None when none does. A
+    column's overhang is the larger of the measured one and half of what its widest centred
+    text exceeds the panel by (bisection: the total grows with the width)."""
+    def sides(w: float) -> tuple[list[float], list[float]]:
+        grow = [max(0.0, (c - w) / 2) for c in centred]
+        return [max(a, g) for a, g in zip(left, grow)], [max(a, g) for a, g in zip(right, grow)]
+
+    def needed(w: float) -> float:
+        lo, hi = sides(w)
+        return len(left) * w + lo[0] + hi[-1] + (len(left) - 1) * _gap(hi, lo)
+
+    low, high = 1.0, available
+    if needed(low) > available:
+        return None
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if needed(mid) <= available else (low, mid)
+    return (low, *sides(low))
 
 
 def ratio_axis(ax, ratios: Sequence[float]) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.example_stats import TestSet, signature, sufficient_stats
 from bench.results import load_example_stats
+from bench.storage import Location
 from reports.outputs import OutputsError, digest, load_hypotheses, load_references, outputs_stamp
 
 CACHE_DIR = Path(".cache") / "example_scores"
@@ -155,7 +156,8 @@ class ScoreStore:
         self._by_digest: dict[str, TestSet] = {}
         self._shelves: dict[tuple[str, str], _Shelf] = {}
         self._memo: dict[str, np.ndarray] = {}
-        self._keys: dict[str, str] = {}
+        self._keys: dict[tuple, str] = {}
+        self._run_dirs: dict[str, Location] = {}  # resolved once per build, not once per row
         self.computed = 0  # rows scored in this build (the rest came from the caches)
 
     def test_set(self, run_dir: Path | str, task: str) -> TestSet | None:
@@ -186,7 +188,10 @@ class ScoreStore:
         shelf = self._shelf(metric, tokenize, test_set, "stats")
         stats = shelf.get(key) if shelf is not None else None
         if stats is None or stats.shape[0] != len(test_set):  # computed by the evaluation, stored with the outputs
-            stats = load_example_stats(row["run_dir"], dict(row), metric, signature(metric, tokenize), test_set.digest)
+            run_dir = self._run_dirs.get(str(row["run_dir"]))
+            if run_dir is None:
+                run_dir = self._run_dirs[str(row["run_dir"])] = Location.of(row["run_dir"])
+            stats = load_example_stats(run_dir, row, metric, signature(metric, tokenize), test_set.digest)
         if stats is None or stats.shape[0] != len(test_set):
             hyps = load_hypotheses(row["run_dir"], row)
             stats = sufficient_stats(metric, hyps, test_set, tokenize).astype("float32")
@@ -228,12 +233,13 @@ class ScoreStore:
         return self._shelves[key]
 
     def _key(self, row, test_set: TestSet, metric: str, tokenize: str | None) -> str:
-        fields = [signature(metric, tokenize), test_set.digest, str(row["run_dir"])] + [
+        ident = (metric, tokenize, test_set.digest, str(row["run_dir"])) + tuple(
             None if row.get(f) is None else str(row.get(f))
-            for f in ("trial_key", "outputs_file", "finished_at", "config_hash")]
-        ident = json.dumps(fields)
-        if ident not in self._keys:  # the file's stamp is read once per build
+            for f in ("trial_key", "outputs_file", "finished_at", "config_hash"))
+        key = self._keys.get(ident)
+        if key is None:  # the file's stamp is read once per build
+            fields = [signature(metric, tokenize), *ident[2:]]
             stamp = outputs_stamp(row["run_dir"], str(row["outputs_file"]))
-            self._keys[ident] = hashlib.sha1(
+            key = self._keys[ident] = hashlib.sha1(
                 json.dumps([*fields, stamp]).encode("utf-8")).hexdigest()
-        return self._keys[ident]
+        return key

@@ -237,11 +237,15 @@ def significance(
     records: list[dict[str, Any]] = []
     notes = list(cells.notes)
     for task, task_cells in cells.by_task.items():
+        by_system: dict[tuple, list[Cell]] = {}  # the candidates of each comparison, found at once
+        for cell in task_cells:
+            by_system.setdefault((cell.method, cell.init, cell.ratio, cell.test_key), []).append(cell)
         for cell in task_cells:
             for baseline in BASELINES:
                 if cell.method == baseline:
                     continue
-                base = _baseline_cell(task_cells, cell, baseline, notes)
+                base = _baseline_cell(by_system.get((baseline, cell.init, cell.ratio, cell.test_key), []),
+                                      cell, baseline, notes)
                 if base is None:
                     continue
                 result = cells.compare(cell, base)
@@ -251,10 +255,10 @@ def significance(
     return Significance(table, notes, withheld)
 
 
-def _baseline_cell(task_cells: list[Cell], cell: Cell, baseline: str, notes: list[str]
+def _baseline_cell(candidates: list[Cell], cell: Cell, baseline: str, notes: list[str]
                    ) -> Cell | None:
-    candidates = [c for c in task_cells if c.method == baseline and c.init == cell.init
-                  and c.ratio == cell.ratio and c.test_key == cell.test_key]
+    """The cell of `baseline` to compare `cell` with, among the baseline's cells at the same
+    ratio, init and test set (several when specs were told apart: the one of the same spec)."""
     if len(candidates) > 1:
         candidates = [c for c in candidates if c.spec == cell.spec]
         if len(candidates) != 1:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -54,8 +55,12 @@ class Interval:
 
 def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
     """Student-t interval of the mean of the finite `values` (NaN/None/NA are left out)."""
-    x = pd.to_numeric(pd.Series(list(values), dtype="object"), errors="coerce")
-    x = x.to_numpy(dtype="float64", na_value=np.nan)
+    values = list(values)
+    try:  # numbers and None (the common case: a thousand calls in a large report)
+        x = np.asarray(values, dtype="float64")
+    except (TypeError, ValueError):  # pd.NA, unparsable text: coerced to NaN
+        x = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce")
+        x = x.to_numpy(dtype="float64", na_value=np.nan)
     x = x[np.isfinite(x)]
     n = int(x.size)
     if n == 0:
@@ -64,8 +69,12 @@ def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Inter
     if n == 1:
         return Interval(mean, math.nan, 1, math.nan)
     std = float(x.std(ddof=1))
-    t = float(scipy_stats.t.ppf((1 + confidence) / 2, df=n - 1))
-    return Interval(mean, std, n, t * std / math.sqrt(n))
+    return Interval(mean, std, n, _t_critical(n - 1, confidence) * std / math.sqrt(n))
+
+
+@lru_cache(maxsize=128)
+def _t_critical(df: int, confidence: float) -> float:
+    return float(scipy_stats.t.ppf((1 + confidence) / 2, df=df))
 
 
 def ci_bounds(values: Iterable[float]) -> tuple[float, float]:

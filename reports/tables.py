@@ -59,16 +59,24 @@ def metric_pivot(
     Index: the teacher first (at its ratio 1.0), then the copy-input baseline, then the
     students sorted; columns: ratios ascending.
     """
-    stats = metric_stats(frame, task, metric)
-    if stats.empty:
-        return pd.DataFrame()
-    table = stats.pivot(index="method", columns="ratio", values=stat)
+    return metric_pivots(frame, task, metric, stat)[0]
+
+
+def metric_pivots(frame: pd.DataFrame, task: str, metric: str, *stats: str) -> list[pd.DataFrame]:
+    """`metric_pivot` of each of `stats`, from one computation of the statistics."""
+    summary = metric_stats(frame, task, metric)
+    if summary.empty:
+        return [pd.DataFrame() for _ in stats]
     roles = _roles(frame)
     rank = {TEACHER: 0, BASELINE: 1}
-    order = sorted(table.index, key=lambda m: (rank.get(roles.get(m), 2), str(m)))
-    table = table.reindex(index=order, columns=sorted(table.columns))
-    table.index.name, table.columns.name = "method", "ratio"
-    return table
+    tables = []
+    for stat in stats:
+        table = summary.pivot(index="method", columns="ratio", values=stat)
+        order = sorted(table.index, key=lambda m: (rank.get(roles.get(m), 2), str(m)))
+        table = table.reindex(index=order, columns=sorted(table.columns))
+        table.index.name, table.columns.name = "method", "ratio"
+        tables.append(table)
+    return tables
 
 
 def best_mask(mean: pd.DataFrame, metric: str, exclude=(TEACHER,)) -> pd.DataFrame:
@@ -89,13 +97,11 @@ def results_display(
     frame: pd.DataFrame, task: str, metric: str = HEADLINE, significance=None
 ) -> DisplayTable:
     """Method × ratio cells "mean ± 95% CI" with significance markers; best per column bold."""
-    mean = metric_pivot(frame, task, metric, "mean")
+    mean, ci, n = metric_pivots(frame, task, metric, "mean", "ci", "n")
     name = metric_name(metric)
     title = f"{task}: test {name} by method and compression ratio"
     if mean.empty:
         return DisplayTable(title, pd.DataFrame())
-    ci = metric_pivot(frame, task, metric, "ci")
-    n = metric_pivot(frame, task, metric, "n")
     references = reference_labels(frame[frame["task"] == task]) | {TEACHER}
     students = n.drop(index=list(references), errors="ignore")
     full_n = int(students.max().max()) if students.notna().any().any() else 1
@@ -246,14 +252,19 @@ SUMMARY_METRICS = ("bleu", "chrf", "ter", "rouge1", "rouge2", "rougeL", "dev_los
 
 def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Every task × method × ratio × metric with mean, std, n and the 95% t-interval over seeds:
-    the numbers behind every table, as one flat file (`summary.csv`)."""
+    the numbers behind every table, as one flat file (`summary.csv`), all groups at once."""
     columns = ["task", "metric", "method", "ratio", "mean", "std", "n", "ci", "low", "high"]
-    parts = []
-    tasks = sorted(ok_rows(frame)["task"].dropna().unique())
-    for task in tasks:
-        for metric in SUMMARY_METRICS:
-            if metric in frame.columns:
-                stats = metric_stats(frame, task, metric)
-                if not stats.empty:
-                    parts.append(stats.assign(task=task, metric=metric))
-    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    rows = ok_rows(frame)
+    rows = rows[rows["task"].notna()]
+    metrics = [m for m in SUMMARY_METRICS if m in frame.columns]
+    if rows.empty or not metrics:
+        return pd.DataFrame(columns=columns)
+    long = pd.DataFrame({"task": rows["task"], "method": method_label(rows), "ratio": rows["ratio"],
+                         **{m: rows[m] for m in metrics}}).melt(
+        id_vars=["task", "method", "ratio"], value_vars=metrics, var_name="metric")
+    stats = summarize(long, ["task", "metric", "method", "ratio"])
+    if stats.empty:
+        return pd.DataFrame(columns=columns)
+    order = stats["metric"].map({m: i for i, m in enumerate(SUMMARY_METRICS)})
+    stats = stats.assign(_order=order).sort_values(["task", "_order", "method", "ratio"], kind="stable")
+    return stats[columns].reset_index(drop=True)

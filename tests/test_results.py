@@ -63,3 +63,57 @@ def test_the_store_works_on_an_s3_compatible_object_store(s3_bucket):
     rows = {r["trial_key"]: r for r in read_rows(run)}
     assert rows["a"]["bleu"] == 1.0 and rows["b"]["status"] == "error"
     assert finished_row(run, "a")["bleu"] == 1.0 and finished_row(run, "b") is None
+
+
+def test_rows_with_what_only_pythons_json_writes_are_read(tmp_path):
+    """Rows are parsed with orjson where it can; NaN, Infinity and huge integers (which
+    json.dumps writes and orjson refuses) still read, through the json module."""
+    import math
+
+    append_row(tmp_path, row("nan", bleu=float("nan"), ter=float("inf"), big=2**70))
+    append_row(tmp_path, row("plain", bleu=1.5, text="é ± ×"))
+    rows = {r["trial_key"]: r for r in read_rows(tmp_path)}
+    assert math.isnan(rows["nan"]["bleu"]) and rows["nan"]["ter"] == math.inf and rows["nan"]["big"] == 2**70
+    assert rows["plain"]["bleu"] == 1.5 and rows["plain"]["text"] == "é ± ×"
+
+
+@pytest.mark.parametrize("array", [
+    "c-order float32", "fortran float64", "empty", "scalar", "big-endian int",
+])
+def test_read_npy_reads_what_np_load_reads(array):
+    import io
+
+    import numpy as np
+
+    from bench.results import read_npy
+
+    values = {
+        "c-order float32": np.arange(12, dtype="float32").reshape(3, 4),
+        "fortran float64": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        "empty": np.zeros((0, 9), dtype="float32"),
+        "scalar": np.array(3.5),
+        "big-endian int": np.arange(5, dtype=">i4"),
+    }[array]
+    buffer = io.BytesIO()
+    np.save(buffer, values)
+    data = buffer.getvalue()
+    got, want = read_npy(data), np.load(io.BytesIO(data))
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    assert read_npy(data).dtype == got.dtype  # the second read of the same header (cached)
+
+
+def test_read_npy_refuses_truncated_files_and_pickles():
+    import io
+
+    import numpy as np
+
+    from bench.results import read_npy
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(10.0))
+    with pytest.raises(ValueError):
+        read_npy(buffer.getvalue()[:-8])
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="pickles"):
+        read_npy(buffer.getvalue())
