@@ -20,7 +20,8 @@ def test_perf_tiny_runs_the_in_process_benchmarks(capsys):
 
 
 @pytest.mark.slow
-def test_perf_tiny_grid_overhead_runs_through_ray(capsys):
+def test_perf_tiny_grid_overhead_runs_through_ray(local_ray, capsys):
+    """(d) on the session's local Ray (perf leaves a caller's Ray running), not one of its own."""
     results = perf.main(["--tiny", "--only", "d"])
     assert math.isfinite(results["d"]) and results["d"] > 0
     out = capsys.readouterr().out
