@@ -95,7 +95,8 @@ def lay_out(fig: Figure) -> None:
         deco = Bbox.union([box, *[b for b in parts if b is not None]])
         left[col] = max(left[col], (box.x0 - deco.x0) / inch)
         right[col_end] = max(right[col_end], (deco.x1 - box.x1) / inch)
-        centred[col] = max([centred[col], *widths]) if spec.colspan.stop - col == 1 else centred[col]
+        if col == col_end:  # a panel spanning columns: its centred texts have room
+            centred[col] = max([centred[col], *widths])
         top[row] = max(top[row], (deco.y1 - box.y1) / inch)
         bottom[row_end] = max(bottom[row_end], (box.y0 - deco.y0) / inch)
     width, height = fig.get_size_inches()
