@@ -34,6 +34,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -204,10 +205,7 @@ def read_npy(data: bytes):
         return np.load(io.BytesIO(data), allow_pickle=False)
     end = 10 + int.from_bytes(data[8:10], "little")
     dtype, shape, fortran = _npy_header(data[10:end])
-    count = 1
-    for n in shape:
-        count *= n
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=end)
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=end)
     return array.reshape(shape, order="F" if fortran else "C")
 
 

@@ -127,8 +127,9 @@ ROW_FIELDS = ["status", "trial_key", "run_id", "config_hash", "system_hash", "ro
 def _ok_rows(frame_or_rows: Any) -> list[dict[str, Any]]:
     if hasattr(frame_or_rows, "to_dict"):  # the report's tidy DataFrame: its ok rows, the columns read
         frame = frame_or_rows[frame_or_rows["status"] == "ok"]
-        frame_or_rows = frame[[c for c in ROW_FIELDS + METRICS if c in frame.columns]].to_dict("records")
-    rows = [dict(r) for r in frame_or_rows if r.get("status") == "ok"]
+        rows = frame[[c for c in ROW_FIELDS + METRICS if c in frame.columns]].to_dict("records")
+    else:
+        rows = [dict(r) for r in frame_or_rows if r.get("status") == "ok"]
     seen, unique = set(), []
     for row in rows:  # one trial once, even when a run was merged twice
         key = _text(row.get("config_hash")) or (row.get("trial_key"), row.get("run_id"))

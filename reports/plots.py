@@ -104,22 +104,18 @@ def lay_out(fig: Figure) -> None:
                   for legend in fig.legends)
     titles = max((t.get_window_extent(renderer).height / inch + (1 - t.get_position()[1]) * height
                   for t in fig.texts if t.get_text()), default=0.0)
+    top_margin, bottom_margin = top[0] + PAD_INCHES + titles, bottom[-1] + PAD_INCHES
+    hgap = _gap(bottom, top)
+    panel_h = (height - top_margin - bottom_margin - (nrows - 1) * hgap) / nrows
     sides = _panel_width(width - legends - 2 * PAD_INCHES, left, right, centred)
-    if sides is None:
-        fig.set_layout_engine("constrained")  # decorations wider than the figure: let matplotlib try
+    if sides is None or panel_h < 1.0:
+        fig.set_layout_engine("constrained")  # decorations larger than the figure: let matplotlib try
         return
     panel_w, left, right = sides
-    margins = {"left": left[0] + PAD_INCHES, "right": right[-1] + PAD_INCHES + legends,
-               "top": top[0] + PAD_INCHES + titles, "bottom": bottom[-1] + PAD_INCHES}
-    wgap = _gap(right, left)
-    hgap = _gap(bottom, top)
-    panel_h = (height - margins["top"] - margins["bottom"] - (nrows - 1) * hgap) / nrows
-    if panel_h < 1.0:
-        fig.set_layout_engine("constrained")
-        return
-    fig.subplots_adjust(left=margins["left"] / width, right=1 - margins["right"] / width,
-                        top=1 - margins["top"] / height, bottom=margins["bottom"] / height,
-                        wspace=wgap / panel_w, hspace=hgap / panel_h)
+    fig.subplots_adjust(left=(left[0] + PAD_INCHES) / width,
+                        right=1 - (right[-1] + PAD_INCHES + legends) / width,
+                        top=1 - top_margin / height, bottom=bottom_margin / height,
+                        wspace=_gap(right, left) / panel_w, hspace=hgap / panel_h)
 
 
 def _gap(before: list[float], after: list[float]) -> float:

@@ -44,11 +44,15 @@ def metric_stats(frame: pd.DataFrame, task: str, metric: str = HEADLINE) -> pd.D
     """Per (method label, ratio) of one task: mean, std (ddof 1), n and the 95% t-interval
     (ci = half-width; low, high) over successful rows with a non-null metric."""
     rows = ok_rows(frame)
-    rows = rows[(rows["task"] == task) & rows[metric].notna()]
-    data = pd.DataFrame(
-        {"method": method_label(rows), "ratio": rows["ratio"], "value": rows[metric]}
-    )
-    return summarize(data, ["method", "ratio"])
+    return summarize(metric_values(rows[rows["task"] == task], [metric]), ["method", "ratio"])
+
+
+def metric_values(rows: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Long frame (task, method label, ratio, metric, value) of `rows`' values of `metrics`,
+    the input of every seed summary (`summarize` leaves out the missing values)."""
+    return pd.DataFrame({"task": rows["task"], "method": method_label(rows), "ratio": rows["ratio"],
+                         **{m: rows[m] for m in metrics}}).melt(
+        id_vars=["task", "method", "ratio"], value_vars=metrics, var_name="metric")
 
 
 def metric_pivot(
@@ -259,10 +263,7 @@ def seed_summary(frame: pd.DataFrame) -> pd.DataFrame:
     metrics = [m for m in SUMMARY_METRICS if m in frame.columns]
     if rows.empty or not metrics:
         return pd.DataFrame(columns=columns)
-    long = pd.DataFrame({"task": rows["task"], "method": method_label(rows), "ratio": rows["ratio"],
-                         **{m: rows[m] for m in metrics}}).melt(
-        id_vars=["task", "method", "ratio"], value_vars=metrics, var_name="metric")
-    stats = summarize(long, ["task", "metric", "method", "ratio"])
+    stats = summarize(metric_values(rows, metrics), ["task", "metric", "method", "ratio"])
     if stats.empty:
         return pd.DataFrame(columns=columns)
     order = stats["metric"].map({m: i for i, m in enumerate(SUMMARY_METRICS)})

@@ -19,7 +19,7 @@ from reports.plots import figure_grid, lay_out
 def _boxes(fig):
     """Each visible panel's box with its decorations, the legends and the figure texts, in
     inches, as drawn."""
-    fig.savefig(io.BytesIO(), format="png", dpi=80)  # lays out and draws, as `save` does
+    fig.savefig(io.BytesIO(), format="png", dpi=80)  # draws: the positions are final
     renderer = fig.canvas.get_renderer()
     panels = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
     legends = [legend.get_window_extent(renderer) for legend in fig.legends]
