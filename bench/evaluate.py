@@ -16,7 +16,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from bench.data import Lengths, encode
@@ -83,6 +82,8 @@ def rouge(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dic
     references; rouge-score's `score_multi`); the corpus score is the mean over examples."""
     if not hypotheses:
         raise ValueError("ROUGE needs at least one hypothesis")
+    from rouge_score import rouge_scorer  # here: it imports NLTK and SciPy (~1 s in every Ray worker otherwise)
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
     totals = dict.fromkeys(ROUGE_TYPES, 0.0)
     for hyp, refs in zip(hypotheses, references, strict=True):

@@ -8,17 +8,32 @@ import pytest
 from bench.environment import quiet_ray_env
 
 quiet_ray_env()
-os.environ.setdefault("RAY_TMPDIR", "/tmp/kdbench-test-ray")
+os.environ.setdefault("RAY_TMPDIR", f"/tmp/kdbench-test-ray-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
 # Keep idle Ray workers alive (Ray kills those above one per CPU after a second): the suite's
 # runs share one Ray session, and a stage job that finds a warm worker skips its start-up and
 # imports (~6 s each time). Only the worker pool changes; every test still starts its trials.
 os.environ.setdefault("RAY_num_workers_soft_limit", "16")
 
 
+def uses_shared_ray(item) -> bool:
+    """A test on the session's in-process Ray: it asks for `local_ray`, or it is marked slow and
+    not `own_processes` (its own Ray cluster in subprocesses, or none)."""
+    if "local_ray" in item.fixturenames:
+        return True
+    return bool(item.get_closest_marker("slow")) and not item.get_closest_marker("own_processes")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups set here
 def pytest_collection_modifyitems(config, items):
-    """Tests on a real Ray (marked slow, or asking for `local_ray`) run last, in file order, so
-    they can share one Ray session and the others never run beside a live one."""
-    items.sort(key=lambda item: bool(item.get_closest_marker("slow") or "local_ray" in item.fixturenames))
+    """Two lanes, side by side in pytest-xdist's two workers (`-n 2 --dist loadgroup`,
+    pyproject.toml): the tests on the shared in-process Ray, in file order in one worker (one Ray
+    session for all of them), and every other test, in file order in the other, which never starts
+    Ray in its process. Alone, each lane keeps the two CPUs only half to three quarters busy
+    (single-threaded Python; Ray's process starts). With `-n 0` the same order runs in one
+    process, the Ray tests last."""
+    items.sort(key=uses_shared_ray)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("ray" if uses_shared_ray(item) else "beside"))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -47,7 +62,10 @@ def started_actor_classes() -> set[str]:
 
 
 def pytest_sessionstart(session):
-    """Build the binary data fixtures (Parquet, in the Hub datasets' layouts) if missing."""
+    """Build the binary data fixtures (Parquet, in the Hub datasets' layouts) if missing: once, in
+    the controlling process (it runs before xdist starts its workers), not in every worker."""
+    if hasattr(session.config, "workerinput"):
+        return
     from tests.fixtures.make_fixtures import ensure_written
 
     ensure_written()

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import faults
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_processes]  # its own two-node cluster: `ray start` subprocesses
 
 
 def test_a_two_node_run_on_an_object_store_survives_a_killed_worker_and_a_killed_driver(capsys):

@@ -27,7 +27,7 @@ BROWSER = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WINDOW = (1280, 3000)
 
-pytestmark = pytest.mark.slow  # builds a full report and starts Chromium twice (≈20 s, 2 CPUs)
+pytestmark = [pytest.mark.slow, pytest.mark.own_processes]  # a full report and Chromium twice (≈20 s, 2 CPUs); no Ray
 needs_browser = pytest.mark.skipif(
     BROWSER is None, reason=f"no Chromium binary on PATH (tried {', '.join(BROWSERS)})")
 
