@@ -31,9 +31,10 @@ def pytest_collection_modifyitems(config, items):
     Ray in its process. Alone, each lane keeps the two CPUs only half to three quarters busy
     (single-threaded Python; Ray's process starts). With `-n 0` the same order runs in one
     process, the Ray tests last."""
-    items.sort(key=uses_shared_ray)
+    on_ray = {item.nodeid: uses_shared_ray(item) for item in items}
+    items.sort(key=lambda item: on_ray[item.nodeid])
     for item in items:
-        item.add_marker(pytest.mark.xdist_group("ray" if uses_shared_ray(item) else "beside"))
+        item.add_marker(pytest.mark.xdist_group("ray" if on_ray[item.nodeid] else "beside"))
 
 
 def pytest_sessionfinish(session, exitstatus):
