@@ -122,6 +122,20 @@ def test_peak_memory_sees_a_large_allocation_on_cpu():
     assert mem["peak_mem_mb"] >= 60, mem
 
 
+def test_peak_memory_sees_an_allocation_that_reuses_freed_heap():
+    """A long-lived process (a test worker) has freed heap that glibc keeps resident; a block
+    carved from it grew no RSS, and the growth read 0 before the heap was trimmed first."""
+    small = [torch.ones(60 * 1024 // 4) for _ in range(3000)]  # ~180 MiB in the heap, not mmapped
+    pin = torch.ones(1000)  # keeps the heap's top, so free() cannot give it back by itself
+    del small
+    with peak_memory("cpu") as mem:
+        block = torch.ones(64 * MB // 4)
+        del block
+    del pin
+    assert mem["peak_mem_mb"] >= 60, mem
+    assert mem["peak_mem_method"].endswith("after malloc_trim")
+
+
 def test_relative_costs():
     teacher = {"latency_greedy_ms": 40.0, "latency_beam_ms": 90.0, "throughput_eps": 10.0, "params_total": 1000,
                "params_non_embedding": 600, "disk_mb": 4.0, "flops_per_token": 2000.0, "peak_mem_mb": 0.0}
