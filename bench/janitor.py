@@ -38,7 +38,8 @@ def orphaned_groups() -> list[dict[str, Any]]:
 
     job = bytes.fromhex(ray.get_runtime_context().get_job_id())
     out = []
-    for raw in state._connect_and_get_accessor().get_placement_group_table():
+    accessor = state._connect_and_get_accessor()
+    for raw in accessor.get_placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
         if pg.creator_job_id != job:
             continue
@@ -46,13 +47,26 @@ def orphaned_groups() -> list[dict[str, Any]]:
         # job-id bytes, is all 0xff in any case) and read as "creator dead"
         made_by_actor = set(pg.creator_actor_id[:-len(job)]) != {0xFF}
         if (pg.state != gcs_pb2.PlacementGroupTableData.REMOVED and not pg.is_detached and made_by_actor
-                and pg.creator_actor_dead):  # (this job is alive: it is the one asking)
+                and (pg.creator_actor_dead or _actor_dead(accessor, pg.creator_actor_id))):  # (this job is alive)
             resources: dict[str, float] = {}
             for bundle in pg.bundles:
                 for k, v in bundle.unit_resources.items():
                     resources[k] = resources.get(k, 0.0) + v
             out.append({"placement_group": pg.placement_group_id.hex(), "resources": resources})
     return out
+
+
+def _actor_dead(accessor, actor_id: bytes) -> bool:
+    """The GCS's own word on an actor, for a group whose `creator_actor_dead` flag was never
+    set: a controller being killed can still create a group (its worker died with the trial, so
+    it restarts the worker group) after the GCS has marked it dead, and the flag is only set for
+    groups that exist when the death is recorded (seen in a CI run: the group was registered
+    0.1 s after its controller's death, stayed CREATED and starved the next run's stage job)."""
+    import ray
+    from ray.core.generated import gcs_pb2
+
+    raw = accessor.get_actor_info(ray.ActorID(actor_id))
+    return raw is None or gcs_pb2.ActorTableData.FromString(raw).state == gcs_pb2.ActorTableData.DEAD
 
 
 class Janitor:

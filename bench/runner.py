@@ -129,6 +129,7 @@ def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[
     """Build every task's shared stages, tasks in parallel as Ray tasks."""
     import ray
 
+    from bench.janitor import Janitor
     from bench.stages import prepare_task
 
     cpus = largest_node_cpus() or 1  # a stage job runs on one node
@@ -141,17 +142,20 @@ def prepare_all(spec: Spec, store_root: Location) -> tuple[dict[str, Any], dict[
     refs = {e.name: remote.remote(spec_for_stages, e, str(store_root)) for e in spec.tasks}
     artifacts: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name, ref in refs.items():
-        try:
-            art = ray.get(ref)
-            artifacts[name] = dataclasses.asdict(art)
-            states = ", ".join(f"{stage} {'reused' if art.reused[stage] else 'built'}" for stage in art.hashes)
-            print(f"[{name}] shared stages: {states} ({sum(art.build_seconds.values()):.0f}s spent building)",
-                  flush=True)
-        except Exception as exc:  # this task's trials are recorded as failed; others go on
-            errors[name] = str(exc).strip().splitlines()[-1][:500]
-            artifacts[name] = None
-            print(f"[{name}] shared stages FAILED: {errors[name]}", flush=True)
+    # a group that a dead trial of an earlier search or grid in this process left would starve
+    # the stage jobs (they ask for every CPU of a node): give it back while they wait
+    with Janitor():
+        for name, ref in refs.items():
+            try:
+                art = ray.get(ref)
+                artifacts[name] = dataclasses.asdict(art)
+                states = ", ".join(f"{stage} {'reused' if art.reused[stage] else 'built'}" for stage in art.hashes)
+                print(f"[{name}] shared stages: {states} ({sum(art.build_seconds.values()):.0f}s spent building)",
+                      flush=True)
+            except Exception as exc:  # this task's trials are recorded as failed; others go on
+                errors[name] = str(exc).strip().splitlines()[-1][:500]
+                artifacts[name] = None
+                print(f"[{name}] shared stages FAILED: {errors[name]}", flush=True)
     return artifacts, errors
 
 
