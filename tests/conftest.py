@@ -8,7 +8,11 @@ import pytest
 from bench.environment import quiet_ray_env
 
 quiet_ray_env()
-os.environ.setdefault("RAY_TMPDIR", f"/tmp/kdbench-test-ray-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+# one Ray temp dir per xdist worker: the controller's value is inherited by its workers, so a
+# worker replaces it (a RAY_TMPDIR the user set is kept)
+_RAY_TMP = "/tmp/kdbench-test-ray-"
+if os.environ.get("RAY_TMPDIR", _RAY_TMP).startswith(_RAY_TMP):
+    os.environ["RAY_TMPDIR"] = _RAY_TMP + os.environ.get("PYTEST_XDIST_WORKER", "main")
 # Keep idle Ray workers alive (Ray kills those above one per CPU after a second): the suite's
 # runs share one Ray session, and a stage job that finds a warm worker skips its start-up and
 # imports (~6 s each time). Only the worker pool changes; every test still starts its trials.
