@@ -5,8 +5,8 @@ Tune process (tiny CPU share) → TorchTrainer (`num_workers` workers, DDP when 
 `bench.worker.distill_worker` on every rank (through `train_loop`). This module is the Tune
 side only and imports no modelling code, so the processes that schedule trials start fast.
 Every dev evaluation is reported (`ray.train.report`, forwarded to Tune by
-`TuneReportCallback`: schedulers, progress lines and trackers see the learning
-curve), with a checkpoint every `checkpoint_every` steps and one at the end holding the final
+`TuneReportCallback` through one queue per Tune trial process: schedulers, progress
+lines and trackers see the learning curve), with a checkpoint every `checkpoint_every` steps and one at the end holding the final
 metrics. Train's `FailureConfig` restarts a failed worker group from the latest checkpoint;
 the Train run is named after the trial key, so a re-run of the trial (a Tune retry, or a
 resumed run) continues from its own checkpoints too. Errors that a retry cannot cure (a bad
@@ -188,8 +188,6 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
 def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: str, storage_path: str):
     """One trial's Ray Train run (`res`: the spec's `resources`). benchmarks/train_floor.py runs
     it around an empty loop, so Ray's own cost is timed on the grid's path."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
     # each worker's share (the trial's Tune process holds `bench.grid.TRIAL_CPU` besides)
     worker = {"CPU": res["cpus_per_worker"], **({"GPU": 1.0} if res["device"] == "cuda" else {})}
     return _trainer_class(res["num_workers"] > 1)(  # DDP when > 1
@@ -202,8 +200,43 @@ def make_trainer(loop, loop_config: dict[str, Any], res: dict[str, Any], name: s
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             failure_config=ray.train.FailureConfig(max_failures=res["max_failures"]),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()]),
+            callbacks=[_report_callback()]),
     )
+
+
+def _report_callback():
+    """Ray Tune's `TuneReportCallback` (the controller sends each report to the trial's Tune
+    session through a Ray queue actor), with one queue actor per Tune trial process instead of
+    one per trial: a grid reuses its trial processes (`reuse_actors`), and each new queue is one
+    more fresh Python process on a trial's path (Ray 2.60 starts it from the callback's
+    constructor; ~0.5 s per empty trial on 2 CPUs, benchmarks/train_floor.py). The queue lives
+    on this process's node, so it is lost only with this process."""
+    from ray.train._internal.session import get_session
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    session = get_session()
+    if session is not None and session._inter_actor_queue is None:
+        session._inter_actor_queue = _process_queue()
+    return TuneReportCallback()  # takes the session's queue
+
+
+def _process_queue():
+    """This process's report queue, emptied of what an earlier trial left in it unread."""
+    global _QUEUE
+    from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    job = ray.get_runtime_context().get_job_id()
+    if _QUEUE is None or _QUEUE[0] != job:
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        _QUEUE = (job, Queue(1, actor_options={"num_cpus": 0, "scheduling_strategy": here}))
+        return _QUEUE[1]  # new and empty (not waited for: it starts while the trial does)
+    queue = _QUEUE[1]
+    queue.get_nowait_batch(queue.qsize())
+    return queue
+
+
+_QUEUE = None
 
 
 @functools.cache

@@ -66,6 +66,13 @@ def started_actor_classes() -> set[str]:
     return {a["ActorClassName"] for a in actors().values()}
 
 
+def actor_ids(class_name: str) -> set[str]:
+    """Ids of every actor of this class this Ray session has started (alive or dead)."""
+    from ray._private.state import actors
+
+    return {i for i, a in actors().items() if a["ActorClassName"] == class_name}
+
+
 def pytest_sessionstart(session):
     """Build the binary data fixtures (Parquet, in the Hub datasets' layouts) if missing: once, in
     the controlling process (it runs before xdist starts its workers), not in every worker."""

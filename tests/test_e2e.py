@@ -10,7 +10,7 @@ from bench.cli import main
 from bench.results import ROWS_DIR, read_rows
 from bench.runner import run
 from bench.spec import parse_spec
-from tests.conftest import started_actor_classes, tiny_spec_dict
+from tests.conftest import actor_ids, started_actor_classes, tiny_spec_dict
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +31,18 @@ def test_a_grid_of_every_kind_of_method_then_resume(tmp_path, local_ray, capsys)
                      "comparisons": [{"id": "T1", "system": "word_kd", "baseline": "ft", "expect": "better"}]}
     spec = parse_spec(data)
     run_dir = tmp_path / "runs" / "all"
+    queues_before = actor_ids("_QueueActor")
     report = run(spec, run_dir=run_dir)
     out = capsys.readouterr().out
+    # one report queue per Tune trial process, not per trial (bench.trial._report_callback):
+    # 3 trials in 2 slots; every trial's dev reports reached Tune through it
+    queues = actor_ids("_QueueActor") - queues_before
+    assert 1 <= len(queues) < len(METHODS), queues
+    trial_results = sorted((run_dir / "tune").rglob("result.json"))
+    assert len(trial_results) == len(METHODS), trial_results
+    for results in trial_results:
+        reported = [json.loads(line) for line in results.read_text().splitlines()]
+        assert [r["step"] for r in reported if "dev_loss" in r] == [spec.student_train.steps], reported
 
     rows = read_rows(run_dir)
     keys = [r["trial_key"] for r in rows]

@@ -123,3 +123,21 @@ def test_trials_train_without_the_actors_that_serve_kdbench_nothing(tmp_path):
                                           **config)._create_default_callbacks()}
         assert DatasetsCallback in with_data and PlacementGroupCleanerCallback not in with_data
     assert _trainer_class(True).__mro__[1].__name__ == "TorchTrainer"
+
+
+def test_a_reused_report_queue_starts_empty_and_lives_on_this_node(local_ray):
+    """A Tune trial process keeps one report queue for its trials (bench.trial._report_callback):
+    a report an earlier trial left unread never reaches the next one."""
+    import ray
+
+    from bench import trial
+
+    trial._QUEUE = None
+    queue = trial._process_queue()
+    queue.put({"step": 4, "dev_loss": 1.0})
+    assert queue.qsize() == 1
+    again = trial._process_queue()
+    assert again is queue and again.empty()
+    actor = ray._private.state.actors()[queue.actor._actor_id.hex()]
+    assert actor["Address"]["NodeID"] == ray.get_runtime_context().get_node_id()
+    trial._QUEUE = None
