@@ -72,6 +72,24 @@ def test_rouge_scores_each_example_against_its_best_reference():
     assert rouge(["sitting cats"], [["sitting cat"]])["rouge1"] == pytest.approx(100)
 
 
+def test_rouge_with_remembered_tokens_equals_rouge_scores_own_tokenizer_on_a_corpus():
+    """bench.evaluate remembers tokens and stems within a corpus; the scores are rouge-score's
+    own, example by example (built-in d2t texts: other examples' references as hypotheses)."""
+    from tasks import SplitSizes, get_task
+
+    rows = get_task("d2t").build(SplitSizes(labeled=0, unlabeled=0, dev=1, test=120, teacher_pool=0, references=4),
+                                 3).splits["test"]
+    refs = [r["references"] for r in rows]
+    hyps = [refs[(i + 7) % len(refs)][i % 4] + (" Running!" if i % 3 else "") for i in range(len(refs))]
+    hyps[0] = refs[0][2]  # an exact match
+    stock = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    got = rouge(hyps, refs)
+    for kind in ("rouge1", "rouge2", "rougeL"):
+        per_example = [stock.score_multi(r, h)[kind].fmeasure for h, r in zip(hyps, refs)]
+        assert got[kind] == pytest.approx(100 * sum(per_example) / len(per_example), rel=1e-12)
+    assert rouge(hyps[:1], refs[:1])["rougeL"] == pytest.approx(100)
+
+
 def test_ter_is_lower_for_a_better_hypothesis_and_bleu_higher():
     refs = [["The Eagle is a pub near the river.", "The Eagle pub is by the river."]]
     good, bad = score(["The Eagle is a pub near the river."], refs, ter=True), score(["A river pub."], refs, ter=True)
