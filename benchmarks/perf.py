@@ -96,7 +96,7 @@ def bench_a(size: Size, tmp: Path) -> float:
 
     tok, inputs, targets, task, spec = _task(size, tmp)
     _, student = _models(tok, spec)
-    rounds, block = (1, size.steps) if size.tiny else (7, max(1, size.steps // 3))  # quick: 7 × 10 steps each
+    rounds, block = (1, size.steps) if size.tiny else (11, max(1, size.steps // 3))  # quick: 11 × 10 steps each
     train = TrainSpec(steps=block, batch_size=size.batch, warmup_steps=1, dev_every=0, select="last",
                       checkpoint_every=0)
     base = copy.deepcopy(student)
