@@ -10,13 +10,14 @@ from benchmarks import length_grouping, perf
 
 
 def test_perf_tiny_runs_the_in_process_benchmarks(capsys):
-    results = perf.main(["--tiny", "--only", "abcef"])
-    assert set(results) == set("abcef")
+    results = perf.main(["--tiny", "--only", "abcefg"])
+    assert set(results) == set("abcefg")
     assert all(math.isfinite(v) and v > 0 for v in results.values()), results
     out = capsys.readouterr().out
-    for key in "abcef":
+    for key in "abcefg":
         assert f"({key})" in out
-    assert "summary (target in brackets)" in out and out.count("the target") == 5
+    assert "summary (target in brackets)" in out and out.count("the target") == 5 and "(g)" in out
+    assert "(no target)" in out
 
 
 @pytest.mark.slow
