@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
-from bench.sampling import sample, samples_plainly
 from bench.distill.losses import IGNORE_INDEX
+from bench.sampling import sample, samples_plainly
 
 
 def bare(model):

@@ -1,13 +1,13 @@
 """Sampled decoding of an encoder-decoder in a plain cached loop.
 
 A sampled step of `model.generate` draws its token with `torch.multinomial`, which on a CPU
-draws one random number per vocabulary entry: at a 2k vocabulary that is 1.3 ms a step for
-32 rows, most of a small student's step, and Joint-Teaching samples 32 PTs every other step.
-Its top-p warper sorts the whole vocabulary every step (3.8 ms more). This loop runs the
-encoder once, then the decoder one token at a time on its cache, filters the scores as
-`generate` does (temperature, top-k, top-p) but applies top-p to the top-k survivors only, and
-draws by inverse CDF with one uniform number per row (`benchmarks/perf.py` (g) measures it
-against `generate`).
+draws one random number per vocabulary entry (1.3 ms a step for 32 rows at a 2k vocabulary,
+about a small student's whole forward), and its top-p warper sorts the whole vocabulary
+(3.8 ms more); Joint-Teaching samples a batch of PTs on 150 of its 500 default steps. This
+loop runs the encoder once, then the decoder one token at a time on its cache, filters the
+scores as `generate` does (temperature, top-k, top-p) but applies top-p to the top-k
+survivors only, and draws by inverse CDF with one uniform number per row
+(`benchmarks/perf.py` (g) measures it against `generate`).
 
 The samples follow `generate`'s distribution, not its random stream; with top-k 1 they are
 `generate`'s greedy outputs token for token (tested), which checks the loop's cache, masks and
