@@ -24,8 +24,7 @@ import torch
 _PLAIN = {"use_cache": True, "output_attentions": False, "output_hidden_states": False}
 _IDS = {"pad_token_id", "eos_token_id", "bos_token_id", "decoder_start_token_id", "_from_model_config",
         "transformers_version"}
-
-
+# the `generate` arguments this loop honours (anything else goes to `generate`)
 _ARGS = {"do_sample", "num_beams", "early_stopping", "max_new_tokens", "num_return_sequences", "temperature",
          "top_k", "top_p"}
 
