@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from bench.distill.losses import IGNORE_INDEX
-from bench.sampling import sample, samples_plainly
+from bench.sampling import plain_sampling, sample
 
 
 def bare(model):
@@ -73,9 +73,8 @@ def generate_batch(model, input_ids: torch.Tensor, mask: torch.Tensor, *, pad_id
     encoder-decoder, behind its start token, as `generate` gives them). An encoder-decoder with
     a plain generation config samples in `bench.sampling`'s loop."""
     if is_seq2seq(model):
-        if samples_plainly(bare(model), generate_kwargs):
-            kw = {k: v for k, v in generate_kwargs.items() if k not in ("do_sample", "num_beams", "early_stopping")}
-            return sample(bare(model), input_ids, mask, pad_id=pad_id, eos_id=eos_id, **kw)
+        if (plain := plain_sampling(model, generate_kwargs)) is not None:
+            return sample(model, input_ids, mask, pad_id=pad_id, eos_id=eos_id, **plain)
         return model.generate(input_ids=input_ids, attention_mask=mask, pad_token_id=pad_id,
                               eos_token_id=eos_id, **generate_kwargs)
     prompts = [with_separator(row[: int(m.sum())].tolist(), sep_id) for row, m in zip(input_ids, mask)]

@@ -12,7 +12,7 @@ survivors only, and draws by inverse CDF with one uniform number per row
 The samples follow `generate`'s distribution, not its random stream; with top-k 1 they are
 `generate`'s greedy outputs token for token (tested), which checks the loop's cache, masks and
 stopping. Greedy and beam decoding stay with `generate` (this loop is no faster there), and so
-does a model whose generation config asks for more than token ids (`samples_plainly`:
+does a model whose generation config asks for more than token ids (`plain_sampling`:
 forced tokens, n-gram blocking, penalties — e.g. BART's `forced_eos_token_id`), and
 decoder-only models.
 """
@@ -24,30 +24,33 @@ import torch
 _PLAIN = {"use_cache": True, "output_attentions": False, "output_hidden_states": False}
 _IDS = {"pad_token_id", "eos_token_id", "bos_token_id", "decoder_start_token_id", "_from_model_config",
         "transformers_version"}
-# the `generate` arguments this loop honours (anything else goes to `generate`)
+# the `generate` arguments this loop honours, and those of them `sample` does not take
 _ARGS = {"do_sample", "num_beams", "early_stopping", "max_new_tokens", "num_return_sequences", "temperature",
          "top_k", "top_p"}
+_IMPLIED = ("do_sample", "num_beams", "early_stopping")
 
 
-def samples_plainly(model, generate_kwargs: dict) -> bool:
-    """True for plain sampling (no beams, no argument `sample` lacks) of an encoder-decoder whose
-    generation config sets nothing beyond token ids and the defaults of `_PLAIN`: what this
-    loop does as `generate` would."""
+def plain_sampling(model, generate_kwargs: dict) -> dict | None:
+    """`sample`'s arguments for `generate_kwargs` when they ask for plain sampling (no beams, no
+    argument `sample` lacks) of an encoder-decoder whose generation config sets nothing beyond
+    token ids and the defaults of `_PLAIN` — what this loop does as `generate` would; else None."""
     if not generate_kwargs.get("do_sample") or generate_kwargs.get("num_beams", 1) != 1 or set(generate_kwargs) - _ARGS:
-        return False
+        return None
     diff = model.generation_config.to_diff_dict()
-    return all(k in _IDS or (k in _PLAIN and v == _PLAIN[k]) for k, v in diff.items())
+    if not all(k in _IDS or (k in _PLAIN and v == _PLAIN[k]) for k, v in diff.items()):
+        return None
+    return {k: v for k, v in generate_kwargs.items() if k not in _IMPLIED}
 
 
 def draw(scores: torch.Tensor) -> torch.Tensor:
     """One token per row from softmax(scores), by inverse CDF (float64 cumulative sums; a token
     with no probability mass is never drawn)."""
-    probs = scores.softmax(-1)
-    cdf = probs.double().cumsum(-1)
-    u = torch.rand((len(cdf), 1), dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
-    picked = torch.searchsorted(cdf, u, right=True).squeeze(1)
-    last = probs.shape[-1] - 1 - probs.gt(0).flip(-1).int().argmax(-1)  # the last token with mass
-    return torch.minimum(picked, last)
+    cdf = scores.softmax(-1).double().cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, dtype=cdf.dtype, device=cdf.device) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # below the total, even rounded
+    # the first token whose cumulative mass exceeds u: never one without mass (its sum equals the last)
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
 
 
 def candidates(scores: torch.Tensor, temperature: float | None, top_k: int | None,

@@ -9,7 +9,7 @@ from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5F
 
 from bench.generation import generate_ids
 from bench.lm import generate_batch
-from bench.sampling import draw, sample, samples_plainly
+from bench.sampling import draw, plain_sampling, sample
 
 PAD = 0
 
@@ -95,21 +95,21 @@ def test_draw_never_picks_a_token_without_mass_and_is_seeded():
 def test_generate_ids_samples_in_the_loop_only_when_the_model_asks_for_nothing_more(t5):
     ids, mask = _batch(rows=4)
     kw = {"max_new_tokens": 12, "do_sample": True, "top_k": 50, "num_beams": 1}
-    assert samples_plainly(t5, kw)
+    assert plain_sampling(t5, kw) == {"max_new_tokens": 12, "top_k": 50}
     torch.manual_seed(5)
     via_lm = generate_batch(t5, ids, mask, pad_id=PAD, eos_id=1, sep_id=1, **kw)
     torch.manual_seed(5)
     assert torch.equal(via_lm, sample(t5, ids, mask, pad_id=PAD, eos_id=1, max_new_tokens=12, top_k=50))
     # beams, greedy and arguments the loop lacks stay with generate
-    assert not samples_plainly(t5, {**kw, "num_beams": 2})
-    assert not samples_plainly(t5, {**kw, "do_sample": False})
-    assert not samples_plainly(t5, {**kw, "min_new_tokens": 3})
+    assert plain_sampling(t5, {**kw, "num_beams": 2}) is None
+    assert plain_sampling(t5, {**kw, "do_sample": False}) is None
+    assert plain_sampling(t5, {**kw, "min_new_tokens": 3}) is None
 
     # a generation config that blocks repeated tokens: generate's own sampling (same seed, same stream;
     # sources of one length, so that generate_ids keeps their order)
     t5.generation_config.no_repeat_ngram_size = 1
     try:
-        assert not samples_plainly(t5, kw)
+        assert plain_sampling(t5, kw) is None
         ids, mask = ids[1::2], mask[1::2]
         sources = [row.tolist() for row in ids]
         torch.manual_seed(5)
@@ -128,4 +128,4 @@ def test_a_bart_config_with_forced_eos_is_not_plain():
                      decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32)
     bart = BartForConditionalGeneration(cfg)
     assert bart.generation_config.forced_eos_token_id is not None
-    assert not samples_plainly(bart, {"do_sample": True, "max_new_tokens": 4})
+    assert plain_sampling(bart, {"do_sample": True, "max_new_tokens": 4}) is None
