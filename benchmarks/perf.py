@@ -327,35 +327,30 @@ def bench_f(size: Size, tmp: Path) -> float:
 
 def bench_g(size: Size, tmp: Path) -> float:
     """The default ×4 student samples a training batch of PTs as Joint-Teaching does (top-p 0.95,
-    top-k 50), in kdbench's loop and with `generate`, alternately; time per generated token
-    (random weights: the outputs' lengths are whatever they are, on both sides)."""
+    top-k 50), in kdbench's loop (`bench.lm.generate_batch`) and with `generate`, alternately, on
+    the same padded batches; time per generated token (random weights: the outputs' lengths are
+    whatever they are, on both sides)."""
     from bench.distill.methods import PAPER_SAMPLING
-    from bench.generation import generate_ids, pad_batch
+    from bench.generation import pad_batch
+    from bench.lm import generate_batch
 
     tok, inputs, _, task, spec = _task(size, tmp)
     _, student = _models(tok, spec)
     student.eval()
-    kw = dict(pad_id=tok.pad_token_id, eos_id=tok.eos_token_id, max_new_tokens=task.max_target_tokens)
-    batches = [inputs[i:i + size.batch] for i in range(0, size.batch * max(1, size.steps // 3), size.batch)]
-
-    def ours(batch) -> int:
-        return sum(len(o[0]) + 1 for o in generate_ids(student, batch, batch_size=len(batch), **kw,
-                                                       **PAPER_SAMPLING.generate_kwargs()))
-
-    def hf(batch) -> int:
-        ids, mask = pad_batch(batch, tok.pad_token_id, "cpu")
-        with torch.inference_mode():
-            out = student.generate(input_ids=ids, attention_mask=mask, pad_token_id=tok.pad_token_id,
-                                   eos_token_id=tok.eos_token_id, max_new_tokens=task.max_target_tokens,
-                                   **PAPER_SAMPLING.generate_kwargs())
-        return int(out[:, 1:].ne(tok.pad_token_id).sum())
-
-    per_token = {"kdbench": [], "generate": []}
-    for batch in batches:  # alternate, so that neither side is timed only in a slow spell
-        for name, fn in (("kdbench", ours), ("generate", hf)):
-            t0 = time.perf_counter()
-            tokens = fn(batch)
-            per_token[name].append((time.perf_counter() - t0) / max(1, tokens))
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    kw = dict(max_new_tokens=task.max_target_tokens, **PAPER_SAMPLING.generate_kwargs())
+    batches = [pad_batch(inputs[i:i + size.batch], pad, "cpu")
+               for i in range(0, size.batch * max(1, size.steps // 3), size.batch)]
+    sides = {"kdbench": lambda ids, mask: generate_batch(student, ids, mask, pad_id=pad, eos_id=eos, sep_id=eos, **kw),
+             "generate": lambda ids, mask: student.generate(input_ids=ids, attention_mask=mask, pad_token_id=pad,
+                                                            eos_token_id=eos, **kw)}
+    per_token: dict[str, list[float]] = {name: [] for name in sides}
+    with torch.inference_mode():
+        for ids, mask in batches:  # alternate, so that neither side is timed only in a slow spell
+            for name, fn in sides.items():
+                t0 = time.perf_counter()
+                out = fn(ids, mask)
+                per_token[name].append((time.perf_counter() - t0) / max(1, int(out[:, 1:].ne(pad).sum())))
     t_ours, t_hf = (1000 * sum(v) / len(v) for v in (per_token["kdbench"], per_token["generate"]))
     ratio = t_hf / t_ours
     print(f"(g) student PT sampling, {len(batches)} batches of {size.batch}: generate {t_hf:.3f} ms/token, "
